@@ -1,0 +1,25 @@
+"""Exceptions with messages a person can act on.
+
+Every error raised for bad user input derives from :class:`HyperLoRAError`, so callers (the ComfyUI
+nodes, the command line) can show the message as it is instead of a traceback.
+"""
+
+
+class HyperLoRAError(ValueError):
+    """Base class: the message says what is wrong and what to do about it."""
+
+
+class CheckpointError(HyperLoRAError):
+    """A HyperLoRA release folder or one of its files is missing, damaged or of the wrong layout."""
+
+
+class InputError(HyperLoRAError):
+    """Face features, images or other inputs of the wrong shape, type or content."""
+
+
+class FaceModelError(HyperLoRAError):
+    """The insightface model folder is missing, incomplete or cannot be loaded."""
+
+
+class NoFaceError(HyperLoRAError):
+    """No face could be found in a photo (or in any photo of a batch)."""
