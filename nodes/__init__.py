@@ -1,0 +1,37 @@
+"""The pack's ComfyUI nodes (classic V1 API). Each module only translates between ComfyUI types and
+`hyperlora_core` calls; none imports ComfyUI at module level."""
+
+from .faces import LoadFaces
+from .identity import BlendIdentities, IDEmbedding, LoadIdentity, SaveIdentity
+from .loaders import LoadHyperLoRA
+from .lora import ApplyLoRA, GenerateLoRA, SaveLoRA
+from .prompt import TriggerPrompt
+
+# Node ids are prefixed "HLS_" so they never clash with the reference pack (HyperLoRA...).
+NODE_CLASS_MAPPINGS = {
+    "HLS_LoadHyperLoRA": LoadHyperLoRA,
+    "HLS_LoadFaces": LoadFaces,
+    "HLS_IDEmbedding": IDEmbedding,
+    "HLS_GenerateLoRA": GenerateLoRA,
+    "HLS_ApplyLoRA": ApplyLoRA,
+    "HLS_SaveLoRA": SaveLoRA,
+    "HLS_TriggerPrompt": TriggerPrompt,
+    "HLS_BlendIdentities": BlendIdentities,
+    "HLS_SaveIdentity": SaveIdentity,
+    "HLS_LoadIdentity": LoadIdentity,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "HLS_LoadHyperLoRA": "Load HyperLoRA",
+    "HLS_LoadFaces": "Load Faces (HyperLoRA)",
+    "HLS_IDEmbedding": "HyperLoRA ID Embedding",
+    "HLS_GenerateLoRA": "Generate HyperLoRA",
+    "HLS_ApplyLoRA": "Apply HyperLoRA",
+    "HLS_SaveLoRA": "Save HyperLoRA",
+    "HLS_TriggerPrompt": "HyperLoRA Prompt (trigger words)",
+    "HLS_BlendIdentities": "Blend HyperLoRA Identities",
+    "HLS_SaveIdentity": "Save HyperLoRA Identity",
+    "HLS_LoadIdentity": "Load HyperLoRA Identity",
+}
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,0 +1,226 @@
+"""Generate the LoRA from an identity, apply it to an SDXL MODEL, save it as a kohya file."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from ..hyperlora_core import TRIGGER_WORDS, lora_metadata, save_lora
+from ..hyperlora_core.errors import HyperLoRAError
+from .identity import HYPERLORA_IDENTITY
+from .loaders import HYPERLORA_MODEL
+from .utils import CATEGORY, comfy_module, next_free_path, output_file_prefix
+
+log = logging.getLogger(__name__)
+
+LORA_MODEL = "LORA_MODEL"  # ComfyUI core's type: a dict of LoRA tensors
+LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
+USAGE = f"Start the prompt with '{TRIGGER_WORDS}' (the 'HyperLoRA Prompt' node does it); strength 0.75-0.9."
+
+
+class GeneratedLoRA(dict):
+    """A kohya LoRA dict (what core LORA_MODEL nodes accept) that remembers where it came from."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor] | None = None, kind: str = "id", source: str = "",
+                 num_photos: int | None = None):
+        super().__init__(tensors or {})
+        self.kind = kind
+        self.source = source
+        self.num_photos = num_photos
+
+    def metadata(self) -> dict[str, str]:
+        return lora_metadata(self, source=self.source, num_photos=self.num_photos, kind=self.kind)
+
+
+def lora_layers(lora: dict) -> list[str]:
+    """The layer names (key prefixes) of a kohya LoRA dict, in order."""
+    layers: dict[str, None] = {}
+    for key in lora:
+        for suffix in LORA_SUFFIXES:
+            if key.endswith(suffix):
+                layers[key[: -len(suffix)]] = None
+                break
+        else:
+            raise HyperLoRAError(f"{key!r} is not a key of a kohya LoRA (…lora_down.weight, …lora_up.weight, …alpha).")
+    return list(layers)
+
+
+def describe_model(model) -> str:
+    base = getattr(model, "model", None)
+    config = getattr(base, "model_config", None)
+    if config is not None:
+        return f"{type(config).__name__} ({type(base).__name__})"
+    return type(base if base is not None else model).__name__
+
+
+def check_sdxl(model) -> None:
+    model_base = comfy_module("comfy.model_base")
+    base = getattr(model, "model", None)
+    if not isinstance(base, model_base.SDXL):
+        raise HyperLoRAError(
+            f"HyperLoRA v1 makes LoRAs for SDXL UNets, but this MODEL is {describe_model(model)}. "
+            "Load an SDXL checkpoint (SDXL base or a fine-tune such as RealVisXL, Juggernaut XL); "
+            "SD 1.5, SD3, Flux and the SDXL refiner are not supported."
+        )
+
+
+def add_lora_patches(patched, lora: dict, strength: float, what: str) -> int:
+    """Patch `patched` (a ModelPatcher clone) with the LoRA; every layer must land, or nothing is patched."""
+    comfy_lora = comfy_module("comfy.lora")
+    key_map = comfy_lora.model_lora_keys_unet(patched.model, {})
+    layers = lora_layers(lora)
+    missing = [layer for layer in layers if layer not in key_map]
+    if missing:
+        raise HyperLoRAError(
+            f"{len(missing)} of the {len(layers)} layers of the {what} have no matching layer in this MODEL "
+            f"({describe_model(patched)}), e.g. {missing[0]}. HyperLoRA v1 needs the full SDXL UNet; "
+            "distilled SDXL variants (SSD-1B, Vega, KOALA) lack some attention layers."
+        )
+    loaded = comfy_lora.load_lora(lora, {layer: key_map[layer] for layer in layers}, log_missing=True)
+    expected = {key_map[layer] for layer in layers}
+    if set(loaded) != expected:
+        raise HyperLoRAError(
+            f"ComfyUI read {len(loaded)} of the {len(expected)} layers of the {what}; the LoRA is damaged "
+            "(each layer needs lora_down.weight, lora_up.weight and alpha)."
+        )
+    applied = set(patched.add_patches(loaded, strength))
+    if applied != expected:
+        missed = sorted(expected - applied)
+        raise HyperLoRAError(
+            f"{len(missed)} layers of the {what} did not land in this MODEL (e.g. {missed[0]}); "
+            "is it an SDXL UNet with its usual weight names?"
+        )
+    return len(applied)
+
+
+class GenerateLoRA:
+    DESCRIPTION = (
+        "Runs HyperLoRA on an identity and outputs the ID-LoRA (and the Base-LoRA when the checkpoint has "
+        "Base-LoRA weights; the released v1 variants have none and their ID-LoRA already carries it). "
+        "The outputs are ComfyUI LORA_MODEL values: use them with 'Apply HyperLoRA', the core "
+        f"'Load LoRA Model' or 'Save HyperLoRA'. {USAGE}"
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "generate"
+    RETURN_TYPES = (LORA_MODEL, LORA_MODEL)
+    RETURN_NAMES = ("id_lora", "base_lora")
+    OUTPUT_TOOLTIPS = (
+        "The ID-LoRA for SDXL (kohya format, rank 8, 560 layers for v1).",
+        "The Base-LoRA, or an empty LoRA that changes nothing when the checkpoint has no Base-LoRA weights.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "hyperlora": (HYPERLORA_MODEL, {"tooltip": "The network from 'Load HyperLoRA'."}),
+                "identity": (HYPERLORA_IDENTITY, {
+                    "tooltip": "The person, from 'HyperLoRA ID Embedding', 'Blend' or 'Load Identity'."}),
+            }
+        }
+
+    def generate(self, hyperlora, identity):
+        network = hyperlora.ready()
+        weights = identity.weights
+        id_lora = GeneratedLoRA(network.generate_id_lora(identity.arcface, identity.clip_tokens, weights),
+                                kind="id", source=hyperlora.name, num_photos=identity.num_photos)
+        base = GeneratedLoRA(kind="base", source=hyperlora.name, num_photos=identity.num_photos)
+        if network.has_base_lora:
+            if identity.base_clip_tokens is None:
+                log.warning("HyperLoRA %s has Base-LoRA weights but the identity has no Base-LoRA crops "
+                            "(it was saved without them); the base_lora output is empty.", hyperlora.name)
+            else:
+                base.update(network.generate_base_lora(identity.base_clip_tokens, weights))
+        log.info("HyperLoRA: generated an ID-LoRA of %d layers from %d photo(s). %s",
+                 len(id_lora) // 3, identity.num_photos, USAGE)
+        return (id_lora, base)
+
+
+class ApplyLoRA:
+    DESCRIPTION = (
+        "Applies the generated LoRA to an SDXL MODEL (a patched copy; the input MODEL is not changed). "
+        "Every layer of the LoRA must find its place, and a MODEL that is not SDXL is refused with a message. "
+        f"{USAGE} CLIP skip -2 (core 'CLIP Set Last Layer' at -2) is what the release recommends."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "apply"
+    RETURN_TYPES = ("MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The SDXL model that draws the person.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "An SDXL diffusion model (realistic fine-tunes such as "
+                                               "RealVisXL 4.0 work best)."}),
+                "lora": (LORA_MODEL, {"tooltip": "The ID-LoRA from 'Generate HyperLoRA'."}),
+                "strength": ("FLOAT", {
+                    "default": 0.85, "min": -10.0, "max": 10.0, "step": 0.01,
+                    "tooltip": "How strongly to modify the diffusion model: 0.75-0.9 is typical, higher "
+                               "copies the photo more and follows the prompt less. This value can be negative."}),
+            },
+            "optional": {
+                "base_lora": (LORA_MODEL, {"tooltip": "The Base-LoRA from 'Generate HyperLoRA' (optional)."}),
+                "base_strength": ("FLOAT", {
+                    "default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01,
+                    "tooltip": "Strength of the Base-LoRA (background, clothes, hair), added to the ID-LoRA's "
+                               "effect. This value can be negative."}),
+            },
+        }
+
+    def apply(self, model, lora, strength: float, base_lora=None, base_strength: float = 1.0):
+        check_sdxl(model)
+        if not lora:
+            raise HyperLoRAError("The LoRA is empty: connect the id_lora output of 'Generate HyperLoRA'.")
+        patched = model.clone()
+        count = 0
+        if strength != 0:
+            count += add_lora_patches(patched, lora, strength, "ID-LoRA")
+        if base_lora and base_strength != 0:
+            count += add_lora_patches(patched, base_lora, base_strength, "Base-LoRA")
+        log.info("HyperLoRA: patched %d layers of the UNet", count)
+        return (patched,)
+
+
+class SaveLoRA:
+    DESCRIPTION = (
+        "Saves the generated LoRA as a kohya .safetensors file (with its trigger words and source in the "
+        "metadata) in ComfyUI's output folder, default output/loras/. Never overwrites a file. Move or link "
+        "it into models/loras to use it with the core 'LoraLoaderModelOnly' node or other SDXL tools. "
+        f"{USAGE}"
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("filename",)
+    OUTPUT_TOOLTIPS = ("The saved file, relative to the output folder.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "lora": (LORA_MODEL, {"tooltip": "The LoRA from 'Generate HyperLoRA'."}),
+                "filename_prefix": ("STRING", {
+                    "default": "loras/hyperlora",
+                    "tooltip": "File name inside the output folder; a counter is added. It may not lead "
+                               "outside the output folder."}),
+            }
+        }
+
+    def save(self, lora, filename_prefix: str):
+        if not lora:
+            raise HyperLoRAError(
+                "The LoRA to save is empty (the base_lora output is empty when the checkpoint has no "
+                "Base-LoRA weights); connect id_lora.")
+        lora_layers(lora)
+        folder, name, counter, subfolder = output_file_prefix(filename_prefix, "LoRA")
+        path, _ = next_free_path(folder, name, counter, ".safetensors")
+        meta = lora.metadata() if isinstance(lora, GeneratedLoRA) else lora_metadata(lora)
+        save_lora(lora, path, metadata=meta)
+        rel = "/".join(p for p in (subfolder.replace("\\", "/"), os.path.basename(path)) if p)
+        log.info("Saved HyperLoRA LoRA to %s", path)
+        return {"ui": {"text": [rel]}, "result": (rel,)}

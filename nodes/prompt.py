@@ -1,0 +1,70 @@
+"""HyperLoRA Prompt: a text encoder that puts the trigger words at the start of the prompt."""
+
+from __future__ import annotations
+
+import logging
+
+from ..hyperlora_core import TRIGGER_WORDS
+from ..hyperlora_core.errors import HyperLoRAError
+from .utils import CATEGORY
+
+log = logging.getLogger(__name__)
+
+TRIGGER = TRIGGER_WORDS.strip().rstrip(",").strip()  # "fcsks fxhks fhyks"
+
+
+def with_trigger_words(text: str) -> str:
+    """The prompt with the trigger words at its start, exactly once."""
+    body = text.strip()
+    if body.lower().startswith(TRIGGER.lower()):
+        body = body[len(TRIGGER):].lstrip().lstrip(",").lstrip()
+    elif TRIGGER.lower() in body.lower():
+        log.warning("The HyperLoRA trigger words were in the middle of the prompt; they were moved to its start.")
+        start = body.lower().index(TRIGGER.lower())
+        body = (body[:start] + body[start + len(TRIGGER):]).strip().strip(",").strip()
+        body = " ".join(body.split())
+    return TRIGGER_WORDS + body
+
+
+def has_trigger_words(text: str) -> bool:
+    return text.strip().lower().startswith(TRIGGER.lower())
+
+
+class TriggerPrompt:
+    DESCRIPTION = (
+        f"Encodes the positive prompt with the HyperLoRA trigger words '{TRIGGER_WORDS}' at its start: "
+        "without them the generated LoRA has little effect. Use it in place of 'CLIP Text Encode' for the "
+        "positive prompt of a model patched by 'Apply HyperLoRA'."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "encode"
+    RETURN_TYPES = ("CONDITIONING", "STRING")
+    RETURN_NAMES = ("conditioning", "prompt")
+    OUTPUT_TOOLTIPS = ("The encoded positive prompt.", "The prompt as encoded, trigger words included.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clip": ("CLIP", {"tooltip": "The SDXL text encoders (after 'CLIP Set Last Layer' -2 as the "
+                                             "release recommends)."}),
+                "text": ("STRING", {
+                    "multiline": True, "dynamicPrompts": True,
+                    "default": "portrait photo of a person, natural light, detailed skin",
+                    "tooltip": "What to draw; the trigger words are added in front of it."}),
+                "add_trigger_words": ("BOOLEAN", {
+                    "default": True,
+                    "tooltip": "Put the trigger words at the start of the prompt (recommended). When off, "
+                               "the prompt is used as written and a warning is logged if they are missing."}),
+            }
+        }
+
+    def encode(self, clip, text: str, add_trigger_words: bool = True):
+        if clip is None:
+            raise HyperLoRAError("clip is empty: connect the CLIP output of the SDXL checkpoint loader.")
+        prompt = with_trigger_words(text) if add_trigger_words else text
+        if not has_trigger_words(prompt):
+            log.warning("HyperLoRA: the prompt does not start with the trigger words '%s'; the LoRA will have "
+                        "little effect.", TRIGGER_WORDS)
+        tokens = clip.tokenize(prompt)
+        return (clip.encode_from_tokens_scheduled(tokens), prompt)
