@@ -1,0 +1,30 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+for path in (ROOT, ROOT / "tests"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from checkpoints import make_release_folder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def release_folder(tmp_path_factory) -> Path:
+    """A random fp16 checkpoint in the release layout with the full-size resampler and Base-LoRA."""
+    return make_release_folder(tmp_path_factory.mktemp("release") / "sdxl_hyper_id_lora_v1_test", with_base=True)
+
+
+@pytest.fixture(scope="session")
+def id_only_folder(tmp_path_factory) -> Path:
+    """Like the released v1 variants: no Base-LoRA weights (a narrow resampler keeps it small)."""
+    return make_release_folder(tmp_path_factory.mktemp("release") / "sdxl_hyper_id_lora_v1_small",
+                               dim=128, depth=2, inner=128, seed=3)
+
+
+@pytest.fixture
+def small_folder(tmp_path) -> Path:
+    """A fresh small checkpoint each test may damage."""
+    return make_release_folder(tmp_path / "ckpt", dim=64, depth=1, inner=64, hyper_dim=16, seed=5)
