@@ -37,6 +37,7 @@ same pixels always give the same embedding.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -234,10 +235,12 @@ def make_tiny_antelopev2(folder: Path, decoys: bool = True) -> Path:
         if target.exists():
             continue
         partial = folder / (name + ".partial")
-        torch.onnx.export(
-            module.eval(), (torch.zeros(shape),), str(partial), input_names=["input.1"],
-            output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, on purpose
+            torch.onnx.export(
+                module.eval(), (torch.zeros(shape),), str(partial), input_names=["input.1"],
+                output_names=outputs, dynamic_axes=axes, opset_version=17, dynamo=False,
+            )
         partial.replace(target)
     if decoys:
         for name in ("1k3d68.onnx", "genderage.onnx"):
