@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..hyperlora_core.errors import FaceModelError, HyperLoRAError
+from ..hyperlora_core.face_models import PROVIDER_CHOICES
+from ..hyperlora_core.errors import FaceModelError, HyperLoRAError, NoFaceError
 from .utils import (
     ANTELOPEV2_HELP,
     CATEGORY,
@@ -21,9 +22,11 @@ from .utils import (
 log = logging.getLogger(__name__)
 
 HYPERLORA_FACES = "HYPERLORA_FACES"
-PROVIDERS = ["auto", "CPU", "CUDA", "ROCM", "CoreML", "DirectML", "OpenVINO", "TensorRT"]
-FACE_CHOICES = ["largest", "most confident"]
-PREVIEW_SIZE = 256
+PROVIDERS = list(PROVIDER_CHOICES)
+# Display name -> the core's choice ("largest", "most_confident" or a face index from the left).
+FACE_CHOICES = {"largest": "largest", "most confident": "most_confident", "leftmost": 0,
+                "second from left": 1, "third from left": 2}
+IF_NO_FACE = ["error", "skip photo"]
 INSIGHTFACE_INSTALL = (
     "The 'Load Faces' node needs the Python packages insightface and onnxruntime: install them into "
     "ComfyUI's Python with `python -m pip install insightface onnxruntime` (use onnxruntime-gpu for CUDA; "
@@ -64,10 +67,6 @@ def get_analyzer(folder: str, provider: str):
     return _ANALYZERS[key]
 
 
-def _choice(value: str) -> str:
-    return {"largest": "largest", "most confident": "confident"}.get(value, value)
-
-
 class LoadFaces:
     DESCRIPTION = (
         "Finds the face in each photo (one face per photo) and makes the crops HyperLoRA uses: the CLIP "
@@ -82,7 +81,8 @@ class LoadFaces:
     RETURN_NAMES = ("faces", "preview")
     OUTPUT_TOOLTIPS = (
         "The analysed faces, for 'HyperLoRA ID Embedding'.",
-        "The face crops CLIP will see, one per photo, to check what was found.",
+        "One preview per photo: the photo with the face found (green box, landmarks, crop square), "
+        "the crop CLIP sees and the Base-LoRA crop.",
     )
 
     @classmethod
@@ -98,9 +98,10 @@ class LoadFaces:
                     "default": "auto",
                     "tooltip": "Where ONNX Runtime runs the face models. auto: CUDA when onnxruntime-gpu is "
                                "installed, else the CPU (fast enough: a few photos take a second or two)."}),
-                "face_choice": (FACE_CHOICES, {
+                "face_choice": (list(FACE_CHOICES), {
                     "default": "largest",
-                    "tooltip": "Which face to use when a photo shows several people."}),
+                    "tooltip": "Which face to use when a photo shows several people: the largest, the one "
+                               "the detector is surest of, or by position counted from the left."}),
                 "remove_background": ("BOOLEAN", {
                     "default": True,
                     "tooltip": "Grey out everything but the face in the CLIP crop, as the released weights "
@@ -109,6 +110,10 @@ class LoadFaces:
                     "default": False,
                     "tooltip": "Give CLIP a greyscale crop, so the photo's colours (lighting, make-up, "
                                "colour cast) carry less into the LoRA."}),
+                "if_no_face": (IF_NO_FACE, {
+                    "default": "error",
+                    "tooltip": "error: stop and name the photo without a face. skip photo: leave it out with "
+                               "a warning (the run still stops if no photo has a face)."}),
             },
             "optional": {
                 "images_2": ("IMAGE", {"tooltip": photo_tip}),
@@ -118,7 +123,7 @@ class LoadFaces:
         }
 
     def load_faces(self, images, face_model: str, provider: str = "auto", face_choice: str = "largest",
-                   remove_background: bool = True, greyscale: bool = False,
+                   remove_background: bool = True, greyscale: bool = False, if_no_face: str = "error",
                    images_2=None, images_3=None, images_4=None):
         photos: list[np.ndarray] = []
         sources: list[str] = []
@@ -133,25 +138,35 @@ class LoadFaces:
             raise HyperLoRAError("No photos were given: connect at least one IMAGE to 'images'.")
         if face_choice not in FACE_CHOICES:
             raise HyperLoRAError(f"Unknown face_choice {face_choice!r}: use one of {', '.join(FACE_CHOICES)}.")
+        if if_no_face not in IF_NO_FACE:
+            raise HyperLoRAError(f"Unknown if_no_face {if_no_face!r}: use one of {', '.join(IF_NO_FACE)}.")
 
         analyzer = get_analyzer(face_model_folder_path(face_model), provider)
         bar = progress_bar(len(photos))
-        results = []
+        results, used, missing = [], [], []
         for i, photo in enumerate(photos):
-            results.extend(analyze_one(analyzer, photo, sources[i], _choice(face_choice),
-                                       remove_background, greyscale))
+            result = analyzer.analyze_photo(photo, i, FACE_CHOICES[face_choice], remove_background, greyscale)
             bar.update(1)
-        preview = uint8_to_image([np.asarray(r.clip_crop) for r in results], PREVIEW_SIZE)
+            if result is None:
+                if if_no_face == "error":
+                    raise NoFaceError(no_face_message(sources[i], photo, analyzer))
+                log.warning("HyperLoRA: no face found in %s; it is left out.", sources[i])
+                missing.append(sources[i])
+                continue
+            results.append(result)
+            used.append(sources[i])
+        if not results:
+            raise NoFaceError(no_face_message(", ".join(missing), None, analyzer))
+        preview = uint8_to_image([np.asarray(r.preview) for r in results])
         log.info("HyperLoRA: found faces in %d photo(s)", len(results))
-        return (FaceBatch(results=results, sources=sources), preview)
+        return (FaceBatch(results=results, sources=used), preview)
 
 
-def analyze_one(analyzer, photo: np.ndarray, source: str, choice: str, remove_background: bool,
-                greyscale: bool) -> list:
-    """Analyse one photo; the core's no-face error is re-raised naming the photo by its input."""
-    from ..hyperlora_core.errors import NoFaceError
-
-    try:
-        return list(analyzer.analyze([photo], choice=choice, remove_background=remove_background, grey=greyscale))
-    except NoFaceError as exc:
-        raise NoFaceError(f"No face found in {source}: {exc}") from exc
+def no_face_message(source: str, photo: np.ndarray | None, analyzer) -> str:
+    size = f" ({photo.shape[1]}x{photo.shape[0]})" if photo is not None else ""
+    return (
+        f"HyperLoRA found no face in {source}{size}. Use photos where the face is clearly visible: frontal or "
+        "nearly so, sharp, well lit, not covered (sunglasses, masks, hands) and at least about 64 px wide; or set "
+        f"if_no_face to 'skip photo'. If no photo ever gives a face, check that {analyzer.folder} holds the "
+        "real insightface antelopev2 models."
+    )

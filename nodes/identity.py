@@ -40,16 +40,16 @@ def clip_input(crops: list[np.ndarray]) -> torch.Tensor:
 
     out = []
     for crop in crops:
-        image = Image.fromarray(np.asarray(crop, dtype=np.uint8))
-        w, h = image.size
-        scale = CLIP_SIZE / min(w, h)
-        if (w, h) != (CLIP_SIZE, CLIP_SIZE):
-            image = image.resize((max(CLIP_SIZE, round(w * scale)), max(CLIP_SIZE, round(h * scale))),
-                                 Image.BICUBIC)
-            w, h = image.size
-            left, top = (w - CLIP_SIZE) // 2, (h - CLIP_SIZE) // 2
+        image = Image.fromarray(np.asarray(crop, dtype=np.uint8)).convert("RGB")
+        width, height = image.size
+        if (width, height) != (CLIP_SIZE, CLIP_SIZE):
+            short, long = sorted((width, height))
+            new_long = int(CLIP_SIZE * long / short)
+            size = (CLIP_SIZE, new_long) if width <= height else (new_long, CLIP_SIZE)
+            image = image.resize(size, Image.BICUBIC)
+            left, top = (size[0] - CLIP_SIZE) // 2, (size[1] - CLIP_SIZE) // 2
             image = image.crop((left, top, left + CLIP_SIZE, top + CLIP_SIZE))
-        out.append(torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0))
+        out.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0))
     return torch.stack(out)
 
 

@@ -21,8 +21,9 @@ def with_trigger_words(text: str) -> str:
     elif TRIGGER.lower() in body.lower():
         log.warning("The HyperLoRA trigger words were in the middle of the prompt; they were moved to its start.")
         start = body.lower().index(TRIGGER.lower())
-        body = (body[:start] + body[start + len(TRIGGER):]).strip().strip(",").strip()
-        body = " ".join(body.split())
+        head = body[:start].rstrip().rstrip(",").rstrip()
+        tail = body[start + len(TRIGGER):].lstrip().lstrip(",").lstrip()
+        body = ", ".join(part for part in (head, tail) if part)
     return TRIGGER_WORDS + body
 
 
