@@ -1,0 +1,182 @@
+"""CI tier of workflows/: every file is a well-formed UI-format workflow that uses only ComfyUI core
+nodes and ours, with links of matching types and widget values that our nodes accept.
+
+The widget layout of the core nodes used is written down below (from ComfyUI 0.3.64's nodes.py);
+the real-ComfyUI tier checks the same files against a running server's /object_info.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+PACK = "hyperlora_studio_under_test"
+
+# Core node types the workflows may use: their widgets in order (a seed has an extra
+# "control_after_generate" value, LoadImage an extra upload-button value) and their socket types.
+CORE = {
+    "CheckpointLoaderSimple": {"widgets": ["ckpt_name"], "inputs": {}, "outputs": ["MODEL", "CLIP", "VAE"]},
+    "CLIPSetLastLayer": {"widgets": ["stop_at_clip_layer"], "inputs": {"clip": "CLIP"}, "outputs": ["CLIP"]},
+    "CLIPTextEncode": {"widgets": ["text"], "inputs": {"clip": "CLIP"}, "outputs": ["CONDITIONING"]},
+    "CLIPVisionLoader": {"widgets": ["clip_name"], "inputs": {}, "outputs": ["CLIP_VISION"]},
+    "EmptyLatentImage": {"widgets": ["width", "height", "batch_size"], "inputs": {}, "outputs": ["LATENT"]},
+    "KSampler": {"widgets": ["seed", "control_after_generate", "steps", "cfg", "sampler_name", "scheduler", "denoise"],
+                 "inputs": {"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING",
+                            "latent_image": "LATENT"}, "outputs": ["LATENT"]},
+    "VAEDecode": {"widgets": [], "inputs": {"samples": "LATENT", "vae": "VAE"}, "outputs": ["IMAGE"]},
+    "SaveImage": {"widgets": ["filename_prefix"], "inputs": {"images": "IMAGE"}, "outputs": []},
+    "PreviewImage": {"widgets": [], "inputs": {"images": "IMAGE"}, "outputs": []},
+    "LoadImage": {"widgets": ["image", "upload"], "inputs": {}, "outputs": ["IMAGE", "MASK"]},
+    "LoraLoaderModelOnly": {"widgets": ["lora_name", "strength_model"], "inputs": {"model": "MODEL"}, "outputs": ["MODEL"]},
+    "Note": {"widgets": ["text"], "inputs": {}, "outputs": []},
+}
+WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+# Combos whose choices come from the user's model folders: any file name is fine in a shared workflow.
+FOLDER_COMBOS = {("HLS_LoadHyperLoRA", "hyperlora_name"), ("HLS_LoadFaces", "face_model"),
+                 ("HLS_LoadIdentity", "identity_name")}
+
+
+def load_pack():
+    if PACK in sys.modules:
+        return sys.modules[PACK]
+    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def our_layout(cls) -> dict:
+    """Widgets in order and socket inputs of one of our nodes, from its INPUT_TYPES."""
+    spec = cls.INPUT_TYPES()
+    widgets, sockets = [], {}
+    for section in ("required", "optional"):
+        for name, value in spec.get(section, {}).items():
+            kind = value[0]
+            if isinstance(kind, list) or kind in WIDGET_KINDS:
+                widgets.append((name, value))
+            else:
+                sockets[name] = kind
+    return {"widgets": widgets, "inputs": sockets, "outputs": list(cls.RETURN_TYPES)}
+
+
+def check_widget(node_type: str, name: str, spec: tuple, value) -> None:
+    kind = spec[0]
+    opts = spec[1] if len(spec) > 1 else {}
+    where = f"{node_type}.{name} = {value!r}"
+    if isinstance(kind, list):
+        if (node_type, name) not in FOLDER_COMBOS:
+            assert value in kind, f"{where} is not one of {kind}"
+        else:
+            assert isinstance(value, str) and value, where
+    elif kind == "BOOLEAN":
+        assert isinstance(value, bool), where
+    elif kind == "STRING":
+        assert isinstance(value, str), where
+    else:
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        assert opts.get("min", float("-inf")) <= value <= opts.get("max", float("inf")), where
+
+
+@pytest.fixture(scope="module")
+def layouts():
+    pack = load_pack()
+    out = {k: our_layout(v) for k, v in pack.NODE_CLASS_MAPPINGS.items()}
+    return out
+
+
+def test_there_are_the_four_promised_workflows():
+    names = {p.stem for p in WORKFLOWS}
+    assert names == {"hyperlora_one_photo_portrait", "hyperlora_several_photos", "hyperlora_save_lora",
+                     "hyperlora_blend_identities"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_is_well_formed_ui_format(path):
+    data = json.loads(path.read_text())
+    assert data["version"] == 0.4
+    for key in ("last_node_id", "last_link_id", "nodes", "links"):
+        assert key in data
+    ids = [n["id"] for n in data["nodes"]]
+    assert len(ids) == len(set(ids)) and max(ids) <= data["last_node_id"]
+    assert max(link[0] for link in data["links"]) <= data["last_link_id"]
+    for node in data["nodes"]:
+        for key in ("id", "type", "pos", "size", "mode", "properties"):
+            assert key in node, (node.get("type"), key)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_uses_only_core_nodes_and_ours(path, layouts):
+    data = json.loads(path.read_text())
+    types_ = {n["type"] for n in data["nodes"]}
+    unknown = types_ - set(CORE) - set(layouts)
+    assert not unknown, f"{path.name} uses node types that are neither core nor ours: {unknown}"
+    assert types_ & set(layouts), "a workflow of this pack uses its nodes"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_links_connect_matching_types(path, layouts):
+    data = json.loads(path.read_text())
+    by_id = {n["id"]: n for n in data["nodes"]}
+    for link_id, src, src_slot, dst, dst_slot, type_ in data["links"]:
+        s, d = by_id[src], by_id[dst]
+        out_types = (CORE.get(s["type"]) or layouts[s["type"]])["outputs"]
+        assert out_types[src_slot] == type_, (path.name, link_id)
+        assert s["outputs"][src_slot]["type"] == type_ and link_id in s["outputs"][src_slot]["links"]
+        target = d["inputs"][dst_slot]
+        assert target["link"] == link_id and target["type"] == type_
+        in_types = (CORE.get(d["type"]) or layouts[d["type"]])["inputs"]
+        assert in_types[target["name"]] == type_, (path.name, d["type"], target["name"])
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_required_inputs_of_our_nodes_are_connected(path, layouts):
+    data = json.loads(path.read_text())
+    pack = load_pack()
+    for node in data["nodes"]:
+        if node["type"] not in layouts:
+            continue
+        required = pack.NODE_CLASS_MAPPINGS[node["type"]].INPUT_TYPES()["required"]
+        connected = {i["name"] for i in node.get("inputs", []) if i["link"] is not None}
+        for name in layouts[node["type"]]["inputs"]:
+            if name in required:
+                assert name in connected, f"{path.name}: {node['type']}.{name} is not connected"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_widget_values_are_valid(path, layouts):
+    data = json.loads(path.read_text())
+    for node in data["nodes"]:
+        values = node.get("widgets_values", [])
+        if node["type"] in layouts:
+            widgets = layouts[node["type"]]["widgets"]
+            assert len(values) == len(widgets), f"{path.name}: {node['type']} has {values}, widgets {widgets}"
+            for (name, spec), value in zip(widgets, values):
+                check_widget(node["type"], name, spec, value)
+        else:
+            assert len(values) == len(CORE[node["type"]]["widgets"]), (path.name, node["type"], values)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_notes_list_the_models_it_needs(path):
+    data = json.loads(path.read_text())
+    notes = " ".join(n["widgets_values"][0] for n in data["nodes"] if n["type"] == "Note")
+    for needed in ("models/hyperlora", "clip_vision", "antelopev2", "insightface"):
+        assert needed in notes, f"{path.name}: the note does not mention {needed}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_positive_prompt_gets_the_trigger_words(path):
+    data = json.loads(path.read_text())
+    types_ = [n["type"] for n in data["nodes"]]
+    if "KSampler" in types_:
+        assert "HLS_TriggerPrompt" in types_
+        assert "HLS_ApplyLoRA" in types_
+        prompt = next(n for n in data["nodes"] if n["type"] == "HLS_TriggerPrompt")
+        assert prompt["widgets_values"][1] is True
