@@ -18,16 +18,22 @@ Where the spec leaves a detail open we read it as follows (and the tests pin it 
 * The ArcFace re-detection keeps the face that overlaps the chosen one most (the reference takes the
   most confident, the same face unless another is close); if it finds none, the first detection's
   keypoints are used.
+
+Beyond the reference: photos (and ArcFace crops) longer than DETECT_MAX_SIDE are detected on an
+area-averaged copy; when the reference's sizes find nothing, the photo is padded (PAD_FRACTIONS);
+faces are chosen by a policy instead of always the most confident. insightface's own
+``FaceAnalysis`` is not used: it would load all five models, and in insightface 2.x its default
+detection runs at two sizes, (128, 128) and (640, 640), where the reference runs at one.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
@@ -101,10 +107,6 @@ class FaceResult:
     preview: np.ndarray = field(repr=False)  # uint8 (512, 1536, 3): photo marked up | CLIP | Base
     detection: Detection | None = field(default=None, repr=False)
     arcface_redetected: bool = True  # False: re-detection in the ArcFace crop failed
-
-    @property
-    def photo_index(self) -> int:
-        return self.index
 
 
 def landmark_box(landmarks: np.ndarray) -> tuple[float, float, float]:
@@ -263,6 +265,14 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-6)
 
 
+def _takes_det_thresh(detect) -> bool:
+    try:
+        parameters = inspect.signature(detect).parameters
+    except (TypeError, ValueError):
+        return False
+    return "det_thresh" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 class FaceAnalyzer:
     """Face analysis with insightface's antelopev2 models, loaded on first use and kept.
 
@@ -295,7 +305,12 @@ class FaceAnalyzer:
     # -- detection ---------------------------------------------------------------------------
 
     def _detect_once(self, bgr: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        det, kps = self.models.detector.detect(bgr, input_size=(size, size), det_thresh=self.det_thresh)
+        detector = self.models.detector
+        if _takes_det_thresh(detector.detect):
+            det, kps = detector.detect(bgr, input_size=(size, size), det_thresh=self.det_thresh)
+        else:  # insightface 0.7.x reads the threshold from the detector
+            detector.det_thresh = self.det_thresh
+            det, kps = detector.detect(bgr, input_size=(size, size))
         if kps is None:
             kps = np.zeros((len(det), 5, 2), dtype=np.float32)
         return det, kps

@@ -32,8 +32,11 @@ def to_rgb_list(images: Any) -> list[np.ndarray]:
         photos: list[np.ndarray] = []
         for item in images:
             photos.extend(_split(item, len(photos)))
-        return photos
-    return _split(images, 0)
+    else:
+        photos = _split(images, 0)
+    if not photos:
+        raise InputError("No photos were given: the image batch is empty.")
+    return photos
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -45,7 +48,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
         raise InputError(f"{path} is not an image that can be read ({error}).") from error
     return _checked(pil_to_rgb(image), str(path))
 

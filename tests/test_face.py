@@ -35,7 +35,6 @@ from hyperlora_core.face import (
 from hyperlora_core.face_models import find_antelopev2, load_face_models, resolve_providers
 from hyperlora_core.images import load_image, to_rgb_list
 from tiny_face_models import (
-    TEMPLATE_106,
     draw_face,
     landmarks_for_box,
     make_tiny_antelopev2,
@@ -608,6 +607,7 @@ def test_photo_too_small_for_a_face_is_an_input_error(analyzer):
         (np.full((100, 100, 3), np.nan, np.float32), "NaN"),
         (np.zeros((100, 100, 3), np.int64), "pixel type int64"),
         ([], "No photos were given"),
+        (torch.zeros(0, 100, 100, 3), "No photos were given"),
     ],
 )
 def test_what_is_not_a_photo_is_an_input_error(analyzer, bad, message):
