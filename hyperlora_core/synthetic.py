@@ -1,7 +1,8 @@
-"""Random HyperLoRA checkpoints in the exact release layout (spec sections 1-5), for tests.
+"""Random HyperLoRA checkpoints in the exact release layout (spec sections 1-5).
 
-The files are written with the released key names, shapes and dtype; only the number of modules
-(and, where a test asks for it, the network width) differs from the 3 GB release.
+For tests and the benchmark: the files have the released key names, shapes and dtype; only the
+number of modules (and, where asked, the network width) may differ from the 3 GB release. Random
+weights test plumbing and speed, never the quality of a result.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from hyperlora_core.checkpoint import ModuleSpec, write_modules_json
-from hyperlora_core.constants import PROJECTIONS
+from .checkpoint import ModuleSpec, write_modules_json
+from .constants import PROJECTIONS
 
 # A few modules of both kinds at the real widths and cross-attention dim.
 SMALL_MODULES = [
@@ -57,14 +58,17 @@ def resampler_state(queries: int, dim: int = 1024, depth: int = 4, inner: int = 
 
 
 def basis_state(modules: list[ModuleSpec], hyper_dim: int, rank: int, base_rank: int | None,
-                gen=None) -> dict[str, torch.Tensor]:
+                gen=None, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Random bases, converted to `dtype` one tensor at a time (the v1 size is 1.5 G values)."""
     state = {}
     kinds = {"id": rank, **({"base": base_rank} if base_rank else {})}
     for i, m in enumerate(modules):
         for p in PROJECTIONS:
             for kind, r in kinds.items():
-                state[f"{i}.{p}.{kind}_down_basis"] = torch.randn(hyper_dim, m.in_features(p), r, generator=gen) * 0.05
-                state[f"{i}.{p}.{kind}_up_basis"] = torch.randn(hyper_dim, r, m.out_features(p), generator=gen) * 0.05
+                down = torch.randn(hyper_dim, m.in_features(p), r, generator=gen) * 0.05
+                up = torch.randn(hyper_dim, r, m.out_features(p), generator=gen) * 0.05
+                state[f"{i}.{p}.{kind}_down_basis"] = down.to(dtype)
+                state[f"{i}.{p}.{kind}_up_basis"] = up.to(dtype)
     return state
 
 
@@ -84,7 +88,8 @@ def make_release_folder(folder: str | Path, modules: list[ModuleSpec] | None = N
     def write(name, state):
         save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, str(folder / name))
 
-    write("hyper_lora_modules.safetensors", basis_state(modules, hyper_dim, rank, rank // 2 if with_base else None, gen))
+    write("hyper_lora_modules.safetensors",
+          basis_state(modules, hyper_dim, rank, rank // 2 if with_base else None, gen, dtype))
     queries = 8 * len(modules)
     write("resampler.safetensors", resampler_state(queries, dim, depth, inner, out_dim=hyper_dim, gen=gen))
     write("id_projector.safetensors", {
