@@ -5,10 +5,13 @@ touched until a node runs, and it succeeds without insightface (the 'Load Faces'
 how to install it) and without ComfyUI (for the tests).
 """
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from .nodes.utils import register_model_folders
+# pytest imports this file as a lone module when it walks up from tests/ (in a clone whose folder
+# name is not a valid package name); there is no package around it then, and nothing to register.
+if __package__:
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    from .nodes.utils import register_model_folders
 
-# Only updates folder_paths' table of model folders (no disk access); a no-op outside ComfyUI.
-register_model_folders()
+    # Only updates folder_paths' table of model folders (no disk access); a no-op outside ComfyUI.
+    register_model_folders()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
