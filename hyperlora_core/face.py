@@ -101,7 +101,9 @@ class FaceResult:
     det_score: float
     landmarks: np.ndarray  # (106, 2) float32 insightface landmark_2d_106, photo pixels
     landmark_box: tuple[float, float, float]  # (cx, cy, l) of spec section 8
-    clip_crop: np.ndarray  # uint8 RGB, the square (cx-l, cy-l, cx+l, cy+l) before CLIP resizing
+    # uint8 RGB, the square (cx-l, cy-l, cx+l, cy+l) before CLIP resizing; PIL rounds each edge
+    # (as the reference does), so width and height may differ by one pixel.
+    clip_crop: np.ndarray
     base_crop: np.ndarray  # uint8 RGB, Base-LoRA input: face blurred out, before CLIP resizing
     arcface_embedding: np.ndarray  # (512,) float32, L2-normalised (normed_embedding)
     preview: np.ndarray = field(repr=False)  # uint8 (512, 1536, 3): photo marked up | CLIP | Base
@@ -132,6 +134,8 @@ def _mask_square(points: np.ndarray) -> tuple[float, float, float, float]:
 
 def _blur_at_512(region: Image.Image, radius: float) -> Image.Image:
     size = region.size
+    if min(size) < 1:  # degenerate landmarks: nothing to blur
+        return region
     blurred = region.resize((MASK_SIZE, MASK_SIZE), _BICUBIC).filter(ImageFilter.GaussianBlur(radius))
     return blurred.resize(size, _BICUBIC)
 

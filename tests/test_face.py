@@ -458,6 +458,7 @@ def test_large_photo_is_detected_on_a_shrunk_copy_and_cropped_from_the_original(
     np.testing.assert_array_equal(result.clip_crop, expected)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-image, inside insightface
 def test_arcface_embedding_comes_from_the_original_photo_redetected_at_640(analyzer):
     from insightface.app.common import Face
 
@@ -494,6 +495,25 @@ def test_arcface_uses_the_first_detection_when_the_crop_gives_no_face(analyzer, 
     fallback, = analyzer.analyze(rgb)
     assert not fallback.arcface_redetected
     assert float(fallback.arcface_embedding @ normal.arcface_embedding) > 0.999
+
+
+def test_insightface_0_7_detector_signature_is_supported(antelopev2, monkeypatch):
+    analyzer = FaceAnalyzer(antelopev2, "CPU", det_thresh=0.85)
+    detector = analyzer.models.detector
+    detect = detector.detect
+    thresholds = []
+
+    def detect_0_7(img, input_size=None, max_num=0, metric="default"):  # no det_thresh argument
+        thresholds.append(detector.det_thresh)
+        return detect(img, input_size=input_size, max_num=max_num, metric=metric, det_thresh=detector.det_thresh)
+
+    monkeypatch.setattr(detector, "detect", detect_0_7)
+    rgb = photo(900, 420, seed=9)
+    draw_face(rgb, (60, 120, 200, 280), slot=0)  # score 0.9
+    draw_face(rgb, (370, 80, 560, 320), slot=1)  # score 0.8: below the threshold
+    (result,) = analyzer.analyze(rgb)
+    assert result.n_faces == 1 and result.det_score == pytest.approx(0.9)
+    assert thresholds and set(thresholds) == {0.85}
 
 
 def test_photo_without_face_is_left_out_with_a_warning_naming_it(analyzer, caplog):
