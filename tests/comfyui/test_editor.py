@@ -1,0 +1,170 @@
+"""The editor as users see it: headless Chromium (Debian's `chromium` package) opens the ComfyUI page
+of the test server, loads each file of workflows/ and the test checks that no node type is missing
+and that our nodes show their widgets with the file's values. A screenshot per workflow is written
+to $HLS_SCREENSHOT_DIR (default: <temp dir>/hyperlora-studio-screenshots) for a person to look at.
+
+Chromium is driven through its DevTools protocol over a websocket (aiohttp, which ComfyUI needs anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+SCREENSHOTS = Path(os.environ.get("HLS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "hyperlora-studio-screenshots"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+APP_READY = ("!!(window.app && window.app.graph && window.LiteGraph && "
+             "Object.keys(window.LiteGraph.registered_node_types).length > 50)")
+LOAD_AND_DESCRIBE = """
+(async () => {
+  const workflow = %s;
+  await window.app.loadGraphData(workflow, true, true, %s);
+  await new Promise(r => setTimeout(r, 1500));
+  await new Promise(r => setTimeout(r, 800));
+  const graph = window.app.graph;
+  const nodes = graph._nodes || graph.nodes;
+  const types = window.LiteGraph.registered_node_types;
+  return JSON.stringify({
+    text: document.body.innerText,
+    nodes: nodes.map(n => ({id: n.id, type: n.type, known: !!types[n.type],
+                            widgets: (n.widgets || []).map(w => w.name),
+                            values: (n.widgets || []).map(w => w.value)})),
+  });
+})()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DevTools:
+    """The few DevTools protocol calls the test needs, on one page."""
+
+    def __init__(self, ws_url: str):
+        self.ws_url, self.next_id = ws_url, 0
+
+    async def __aenter__(self):
+        import aiohttp
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.ws_url, max_msg_size=0)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.ws.close()
+        await self.session.close()
+
+    async def call(self, method: str, timeout: float = 120, **params):
+        self.next_id += 1
+        my_id = self.next_id
+        await self.ws.send_json({"id": my_id, "method": method, "params": params})
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            msg = await self.ws.receive_json(timeout=timeout)
+            if msg.get("id") == my_id:
+                if "error" in msg:
+                    raise AssertionError(f"{method}: {msg['error']}")
+                return msg["result"]
+        raise AssertionError(f"{method} got no answer in {timeout}s")
+
+    async def evaluate(self, expression: str, timeout: float = 120):
+        result = await self.call("Runtime.evaluate", timeout=timeout, expression=expression,
+                                 awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+
+@pytest.fixture(scope="module")
+def browser(server, tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("no Chromium: apt-get install chromium")
+    # A user who has seen the first-run dialogs: nothing covers the graph in the screenshots.
+    settings = server.base / "user" / "default" / "comfy.settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    if not settings.exists():
+        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}))
+    port = _free_port()
+    profile = tmp_path_factory.mktemp("chromium")
+    process = subprocess.Popen(
+        [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", f"--remote-debugging-port={port}", "--remote-debugging-address=127.0.0.1",
+         f"--user-data-dir={profile}", "--window-size=2000,1300", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                    pages = [t for t in json.loads(r.read()) if t["type"] == "page"]
+                if pages:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline or process.poll() is not None:
+                raise RuntimeError("Chromium did not start")
+            time.sleep(0.5)
+        yield pages[0]["webSocketDebuggerUrl"]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _open_load_and_shoot(ws_url: str, url: str, workflow: dict, name: str, shot: Path) -> dict:
+    async with DevTools(ws_url) as page:
+        await page.call("Page.enable")
+        await page.call("Page.navigate", url=url)
+        deadline = time.time() + 180
+        while not await page.evaluate(APP_READY):
+            if time.time() > deadline:
+                raise AssertionError("the ComfyUI editor did not become ready in 180 s")
+            await asyncio.sleep(1)
+        state = json.loads(await page.evaluate(LOAD_AND_DESCRIBE % (json.dumps(workflow), json.dumps(name))))
+        data = await page.call("Page.captureScreenshot", format="png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        shot.write_bytes(base64.b64decode(data["data"]))
+        return state
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_editor_opens_workflow_with_every_node_and_widget(server, object_info, browser, path):
+    workflow = json.loads(path.read_text())
+    shot = SCREENSHOTS / f"{path.stem}.png"
+    state = asyncio.run(_open_load_and_shoot(browser, server.url + "/", workflow, path.name, shot))
+    print(f"screenshot: {shot}")
+    assert shot.stat().st_size > 10_000
+    nodes = {n["id"]: n for n in state["nodes"]}
+    assert set(nodes) == {n["id"] for n in workflow["nodes"]}
+    missing = sorted({n["type"] for n in state["nodes"] if not n["known"]})
+    assert not missing, f"the editor does not know {missing}"
+    assert "were not found" not in state["text"], "the editor reports missing node types"
+    for node in workflow["nodes"]:
+        if not node["type"].startswith("HLS_"):
+            continue
+        shown = nodes[node["id"]]
+        info = object_info[node["type"]]["input"]
+        expected = [name for section in ("required", "optional") for name, spec in info.get(section, {}).items()
+                    if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")]
+        assert shown["widgets"] == expected, (node["type"], shown["widgets"])
+        values = dict(zip(shown["widgets"], shown["values"]))
+        for name, value in zip(expected, node["widgets_values"]):
+            assert values[name] == value, (node["type"], name, values[name], value)
