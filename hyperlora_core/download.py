@@ -27,6 +27,7 @@ import errno
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -57,6 +58,8 @@ REFERENCE_HYPERLORA_FOLDER = ("hyper_lora", "hyper_lora")
 ANTELOPEV2_FOLDER = ("insightface", "models", "antelopev2")
 
 INCOMPLETE_SUFFIX = ".incomplete"
+# Dropped connections resumed within one run (huggingface_hub may retry as well).
+TRANSFER_RETRIES = 3
 
 LICENCE_HYPERLORA = (
     "HyperLoRA weights (ByteDance): CC BY-NC 4.0, non-commercial use only, credit the authors "
@@ -220,7 +223,7 @@ def is_offline() -> bool:
     from huggingface_hub import constants
 
     value = os.environ.get("HF_HUB_OFFLINE", "")
-    return constants.is_offline_mode() or value.strip().upper() in ("1", "ON", "YES", "TRUE")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False)) or value.strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,9 +282,14 @@ def _fill_from_listing(plan: list[PlannedFile], endpoint: str, verify: bool, rep
                 f"{comp.repo_id} has no file {item.spec.repo_path} at revision {comp.revision}; "
                 f"{comp.manual}"
             )
-        item.size = sibling.lfs.size if sibling.lfs is not None else sibling.size
-        item.sha256 = sibling.lfs.sha256 if sibling.lfs is not None else None
-        item.git_sha1 = None if sibling.lfs is not None else sibling.blob_id
+        lfs = sibling.lfs
+        if lfs is not None:
+            # A dataclass, or a dict in huggingface_hub < 0.21.
+            item.size = lfs["size"] if isinstance(lfs, dict) else lfs.size
+            item.sha256 = lfs["sha256"] if isinstance(lfs, dict) else lfs.sha256
+        else:
+            item.size = sibling.size
+            item.git_sha1 = sibling.blob_id
         if item.present_at is not None:
             actual = item.present_at.stat().st_size
             if item.size is not None and actual != item.size:
@@ -352,24 +360,28 @@ def _missing_message(plan: Sequence[PlannedFile], prefix: str) -> str:
     return f"{prefix}; " + "; ".join(parts)
 
 
-def _describe_hub_error(exc: BaseException, endpoint: str) -> str:
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+def _hub_error(name: str) -> type[BaseException]:
+    """An exception class of huggingface_hub, wherever this version keeps it (never matches if absent)."""
+    import huggingface_hub.utils as hub_utils
 
-    if isinstance(exc, OfflineModeIsEnabled):
+    try:
+        from huggingface_hub import errors as hub_errors
+    except ImportError:  # huggingface_hub < 0.24
+        hub_errors = None
+    found = getattr(hub_errors, name, None) or getattr(hub_utils, name, None)
+    return found if isinstance(found, type) else type(f"_Absent{name}", (Exception,), {})
+
+
+def _describe_hub_error(exc: BaseException, endpoint: str) -> str:
+    if isinstance(exc, _hub_error("OfflineModeIsEnabled")):
         return "offline mode is on (HF_HUB_OFFLINE is set)"
-    if isinstance(exc, GatedRepoError):
+    if isinstance(exc, _hub_error("GatedRepoError")):
         return "the repository needs a Hugging Face login (set HF_TOKEN)"
-    if isinstance(exc, RepositoryNotFoundError):
+    if isinstance(exc, _hub_error("RepositoryNotFoundError")):
         return f"repository not found on {endpoint}"
-    if isinstance(exc, RevisionNotFoundError):
+    if isinstance(exc, _hub_error("RevisionNotFoundError")):
         return f"revision not found on {endpoint}"
-    if isinstance(exc, HfHubHTTPError):
+    if isinstance(exc, _hub_error("HfHubHTTPError")):
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         return f"{endpoint} answered HTTP {status}"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -377,10 +389,28 @@ def _describe_hub_error(exc: BaseException, endpoint: str) -> str:
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    """Network and Hub errors: a run stopped by one of these can be resumed later. huggingface_hub
+    talks through httpx2 (2.x), httpx (1.x) or requests (0.x)."""
+    import importlib
 
-    return (httpx2.TransportError, HfHubHTTPError, OfflineModeIsEnabled)
+    found: list[type[BaseException]] = [_hub_error("HfHubHTTPError"), _hub_error("OfflineModeIsEnabled")]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                         ("requests.exceptions", "RequestException")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _call(fn: Callable, *args, **kwargs):
+    """Call a huggingface_hub function with the keyword arguments this version of it takes."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return fn(*args, **kwargs)
 
 
 def _progress_bar(**kwargs):
@@ -392,50 +422,75 @@ def _progress_bar(**kwargs):
     return tqdm(**kwargs)
 
 
-def _download_one(item: PlannedFile, commit: str, endpoint: str, report: Report) -> None:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+def _transfer(item: PlannedFile, url: str, partial: Path, endpoint: str, report: Report) -> int | None:
+    """One attempt: append the rest of the file to ``partial``; returns the expected size."""
+    from huggingface_hub import get_hf_file_metadata
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
+
+    spec, comp, dest = item.spec, item.component, item.spec.destination
+    headers = build_hf_headers()
+    expected = item.size
+    meta = _call(get_hf_file_metadata, url, headers=headers, endpoint=endpoint)
+    if expected is None:
+        expected = meta.size
+    elif meta.size is not None and meta.size != expected:
+        raise DownloadError(
+            f"{comp.repo_id}/{spec.repo_path}: the Hub lists {expected:,} bytes but serves {meta.size:,}; "
+            f"try again later or {comp.manual}"
+        )
+    location = meta.location or url
+    if urlparse(location).netloc != urlparse(url).netloc:
+        headers.pop("authorization", None)  # a signed CDN address: the token stays home
+
+    resume = partial.stat().st_size if partial.is_file() else 0
+    if expected is not None and resume > expected:
+        partial.unlink()
+        resume = 0
+    if expected is not None:
+        _check_free_space(dest.parent, expected - resume, dest)
+    verb = f"resuming after {resume:,} bytes" if resume else "downloading"
+    report(f"  {verb}: {spec.repo_path} ({human_size(expected)}) -> {dest}")
+    with open(partial, "ab") as f:
+        _call(
+            http_get,
+            location,
+            f,
+            resume_size=resume,
+            headers=headers,
+            expected_size=expected,
+            displayed_filename=Path(spec.repo_path).name,
+            tqdm_class=_progress_bar,
+        )
+    return expected
+
+
+def _download_one(item: PlannedFile, commit: str, endpoint: str, report: Report) -> None:
+    from huggingface_hub import hf_hub_url
 
     spec, comp = item.spec, item.component
     dest = spec.destination
     partial = _incomplete_path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    resumed = partial.is_file() and partial.stat().st_size > 0
 
-    url = hf_hub_url(comp.repo_id, spec.repo_path, revision=commit, endpoint=endpoint)
-    headers = build_hf_headers()
-    expected = item.size
     try:
-        meta = get_hf_file_metadata(url, headers=headers, endpoint=endpoint)
-        if expected is None:
-            expected = meta.size
-        elif meta.size is not None and meta.size != expected:
-            raise DownloadError(
-                f"{comp.repo_id}/{spec.repo_path}: the Hub lists {expected:,} bytes but serves {meta.size:,}; "
-                f"try again later or {comp.manual}"
-            )
-        location = meta.location or url
-        if urlparse(location).netloc != urlparse(url).netloc:
-            headers.pop("authorization", None)  # a signed CDN address: the token stays home
-
-        resume = partial.stat().st_size if partial.is_file() else 0
-        if expected is not None and resume > expected:
-            partial.unlink()
-            resume = 0
-        if expected is not None:
-            _check_free_space(dest.parent, expected - resume, dest)
-        verb = f"resuming after {resume:,} bytes" if resume else "downloading"
-        report(f"  {verb}: {spec.repo_path} ({human_size(expected)}) -> {dest}")
-        with open(partial, "ab") as f:
-            http_get(
-                location,
-                f,
-                resume_size=resume,
-                headers=headers,
-                expected_size=expected,
-                displayed_filename=Path(spec.repo_path).name,
-                tqdm_class=_progress_bar,
-            )
+        url = hf_hub_url(comp.repo_id, spec.repo_path, revision=commit, endpoint=endpoint)
+        expected = item.size
+        retries = TRANSFER_RETRIES
+        while True:
+            try:
+                expected = _transfer(item, url, partial, endpoint, report)
+                break
+            except _hub_errors() as exc:
+                if retries and not isinstance(exc, (_hub_error("HfHubHTTPError"), _hub_error("OfflineModeIsEnabled"))):
+                    # A dropped connection: pick up where it stopped.
+                    retries -= 1
+                    resumed = True
+                    report(f"  connection lost ({_describe_hub_error(exc, endpoint)}); resuming")
+                    time.sleep(1)
+                    continue
+                raise
     except _hub_errors() as exc:
         # The partial file stays: the next run resumes from it.
         kept = partial.stat().st_size if partial.is_file() else 0
@@ -467,7 +522,7 @@ def _download_one(item: PlannedFile, commit: str, endpoint: str, report: Report)
         )
     if not _hash_matches(partial, item):
         partial.unlink()
-        if resume:
+        if resumed:
             # The bytes kept from an earlier run were bad: fetch the whole file once more.
             report(f"  {spec.repo_path}: the resumed file did not match its hash; downloading it again in full")
             _download_one(item, commit, endpoint, report)

@@ -118,7 +118,12 @@ def _handler(hub: FakeHub):
                 if _is_lfs(path):
                     entry["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 130}
                 siblings.append(entry)
-            body = json.dumps({"id": repo, "sha": COMMIT, "siblings": siblings}).encode()
+            body = json.dumps({
+                "_id": "0" * 24, "id": repo, "modelId": repo, "author": repo.split("/")[0], "sha": COMMIT,
+                "private": False, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
+                "createdAt": "2025-03-20T00:00:00.000Z", "lastModified": "2025-03-20T00:00:00.000Z",
+                "siblings": siblings,
+            }).encode()
             self._send(200, body, {"Content-Type": "application/json"})
 
         def do_HEAD(self) -> None:
@@ -289,10 +294,11 @@ def test_clip_file_installed_by_comfyui_manager_is_reused(hub, models, capsys):
 
 
 def test_dropped_connection_is_resumed_with_a_range_request(hub, models, capsys, monkeypatch):
-    from huggingface_hub import constants
+    from huggingface_hub import constants, file_download
 
     # huggingface_hub hands on data in 10 MB chunks; small chunks let a 200 kB file be cut mid-way.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 10_000)
+    monkeypatch.setattr(file_download, "DOWNLOAD_CHUNK_SIZE", 10_000, raising=False)  # < 0.21 copies it
     name = f"{FIDELITY}/resampler.safetensors"
     hub.interrupt_once[name] = 70_000
     code, _, err = run(capsys, "--models-dir", str(models), "--only", "hyperlora")
@@ -301,6 +307,7 @@ def test_dropped_connection_is_resumed_with_a_range_request(hub, models, capsys,
     assert final.read_bytes() == hub.repos[HF_REPO_ID][name]
     ranges = [r[2] for r in hub.body_gets() if r[1].endswith("resampler.safetensors")]
     assert ranges == [None, "bytes=70000-"]
+    assert leftovers(models) == []
 
 
 def test_partial_file_of_an_earlier_run_is_resumed(hub, models, capsys):
