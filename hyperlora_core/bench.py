@@ -48,8 +48,12 @@ class PeakMemory:
 
     @staticmethod
     def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        """Anonymous resident memory: what the process allocated, not file pages it has mapped."""
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        return 0
 
     def __enter__(self):
         gc.collect()
@@ -104,12 +108,12 @@ def compare(project: dict, straightforward: dict) -> dict:
 # -- the straightforward paths -------------------------------------------------------------------
 
 def straightforward_load(folder: Path, dtype: torch.dtype, device: torch.device) -> dict:
-    """Read every file whole, then convert each tensor: what a plain loader does."""
+    """Read every file whole, then convert (or copy) each tensor: what a plain loader does."""
     state = {}
     for name in RELEASE_FILES:
         if name.endswith(".safetensors"):
             for key, tensor in load_file(str(folder / name)).items():
-                state[f"{name}:{key}"] = tensor.to(device, dtype)
+                state[f"{name}:{key}"] = tensor.to(device, dtype, copy=True)
     return state
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from .constants import (
     RESAMPLER_WEIGHTS,
 )
 from .errors import CheckpointError
+
+
+_SAFETENSORS_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,37 @@ class SafetensorsFile:
             return self._handle.get_tensor(key)
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{self.path}: cannot read tensor {key!r} ({exc}). Download the file again.") from exc
+
+    def _layout(self) -> tuple[int, dict]:
+        """Where tensor data starts in the file, and each tensor's dtype and byte range."""
+        if not hasattr(self, "_data_start"):
+            with open(self.path, "rb") as f:
+                (size,) = struct.unpack("<Q", f.read(8))
+                self._header = json.loads(f.read(size))
+            self._data_start = 8 + size
+        return self._data_start, self._header
+
+    def read_into(self, items: list[tuple[str, torch.Tensor]]) -> None:
+        """Fill each destination tensor with the file's tensor of that key, in file order.
+
+        A contiguous CPU destination of the stored dtype is filled by reading the file straight
+        into it (one copy, no intermediate tensor); others go through a converted copy.
+        """
+        start, header = self._layout()
+        items = sorted(items, key=lambda item: header[item[0]]["data_offsets"][0])
+        with open(self.path, "rb") as f:
+            for key, out in items:
+                begin, end = header[key]["data_offsets"]
+                direct = (out.device.type == "cpu" and out.is_contiguous()
+                          and _SAFETENSORS_DTYPES.get(header[key]["dtype"]) == out.dtype
+                          and out.numel() * out.element_size() == end - begin)
+                if not direct:
+                    out.copy_(self.tensor(key).reshape(out.shape))
+                    continue
+                f.seek(start + begin)
+                if f.readinto(memoryview(out.view(torch.uint8).numpy()).cast("B")) != end - begin:
+                    raise CheckpointError(f"{self.path} ends inside tensor {key!r}: the file is truncated. "
+                                          f"Download it again from {HF_URL}.")
 
     def check_keys(self, required: set[str], optional: set[str] = frozenset()) -> None:
         found = set(self.keys)

@@ -95,13 +95,14 @@ class BasisBank(nn.Module):
 
     def load_from(self, weights: SafetensorsFile) -> None:
         """Fill the bank from a checked `hyper_lora_modules.safetensors`, one tensor at a time."""
+        items = []
         for name, slots in self.groups.items():
             role = name.split("_")[0]
             bank = getattr(self, name)
-            for j, slot in enumerate(slots):
-                tensor = weights.tensor(basis_key(slot.module_index, slot.projection, self.kind, role))
-                # down (K, in, r) and up (K, r, out) both flatten to (K, features * r)
-                bank[j].copy_(tensor.reshape(self.hyper_dim, -1))
+            # down (K, in, r) and up (K, r, out) both lie in memory as (K, features * r)
+            items += [(basis_key(slot.module_index, slot.projection, self.kind, role), bank[j])
+                      for j, slot in enumerate(slots)]
+        weights.read_into(items)
 
     def mix(self, coefficients: torch.Tensor) -> dict[str, torch.Tensor]:
         """Coefficients (Q, K) -> the kohya LoRA of this bank, tensors on the CPU in the bank dtype."""
