@@ -23,13 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hls_comfy import CHECKPOINT_NAME, COMFYUI_DIR, HERE, PACK_DIR_NAME, ROOT, TEST_PACK
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-TEST_PACK = HERE / "test_pack"
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-PACK_DIR_NAME = "hyperlora-studio"
-CHECKPOINT_NAME = "sdxl_hyper_id_lora_v1_fidelity"
 START_TIMEOUT = 300
 RUN_TIMEOUT = 600
 
@@ -173,64 +168,3 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def object_info(server):
     return server.get("/object_info")
-
-
-# -- UI workflow -> API prompt -------------------------------------------------------------------
-
-WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-# Loaders of full-size models, replaced by the test pack's tiny ones (same outputs, same order).
-SUBSTITUTE = {"CheckpointLoaderSimple": ("HLSTest_TinySDXL", {"seed": 0}),
-              "CLIPVisionLoader": ("HLSTest_TinyCLIPVision", {"seed": 0})}
-# Smaller and quicker settings for the CPU: (node type, input) -> value.
-OVERRIDE = {("EmptyLatentImage", "width"): 128, ("EmptyLatentImage", "height"): 128,
-            ("KSampler", "steps"): 2}
-FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
-
-
-def is_widget(spec) -> bool:
-    return isinstance(spec[0], list) or spec[0] in WIDGET_KINDS
-
-
-def to_api(workflow: dict, object_info: dict) -> dict:
-    """Convert a UI-format (0.4) workflow to an API prompt, as the editor's 'Queue' does."""
-    links = {link[0]: link for link in workflow["links"]}
-    prompt = {}
-    for node in workflow["nodes"]:
-        if node["type"] in FRONTEND_ONLY or node.get("mode", 0) in (2, 4):
-            continue
-        linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
-        if node["type"] in SUBSTITUTE:
-            class_type, inputs = SUBSTITUTE[node["type"]]
-            prompt[str(node["id"])] = {"class_type": class_type, "inputs": dict(inputs)}
-            continue
-        info = object_info[node["type"]]["input"]
-        values = list(node.get("widgets_values", []))
-        inputs = {}
-        for section in ("required", "optional"):
-            for name, spec in info.get(section, {}).items():
-                if name in linked:
-                    link = linked[name]
-                    inputs[name] = [str(link[1]), link[2]]
-                    if is_widget(spec) and values:
-                        values.pop(0)  # a widget turned into a socket keeps its value slot
-                    continue
-                if not is_widget(spec):
-                    continue
-                if values:
-                    inputs[name] = values.pop(0)
-                    opts = spec[1] if len(spec) > 1 else {}
-                    if opts.get("control_after_generate") and values and values[0] in (
-                            "fixed", "increment", "decrement", "randomize"):
-                        values.pop(0)
-                inputs[name] = OVERRIDE.get((node["type"], name), inputs.get(name))
-                if inputs[name] is None:
-                    del inputs[name]
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return prompt
-
-
-def execution_error(entry: dict) -> dict | None:
-    for kind, data in entry["status"].get("messages", []):
-        if kind == "execution_error":
-            return data
-    return None

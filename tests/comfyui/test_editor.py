@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from hls_comfy import ROOT
 
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 SCREENSHOTS = Path(os.environ.get("HLS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "hyperlora-studio-screenshots"))

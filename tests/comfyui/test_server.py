@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, execution_error, to_api
+from hls_comfy import CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, execution_error, to_api
 
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 OUR_NODES = {
