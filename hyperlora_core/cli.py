@@ -388,7 +388,6 @@ def _run_generate(args: argparse.Namespace) -> int:
     from .constants import TRIGGER_WORDS
     from .errors import InputError
     from .export import lora_metadata, save_lora
-    from .face import check_choice
     from .identity import IdentityFeatures
 
     out = _check_new_file(args.out, "--out")
@@ -396,6 +395,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     if identity_out is not None and identity_out.resolve() == out.resolve():
         raise UsageError("--out and --save-identity name the same file")
     if args.photos is not None:
+        from .face import check_choice  # the face pipeline (OpenCV, insightface) only when photos are given
+
         check_choice(args.face)  # a bad --face fails before any model loads
         photos = _expand_photos(args.photos)
     else:

@@ -63,8 +63,9 @@ def _read_config(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ClipModelError(f"{path} is not a readable CLIP config.json ({exc}).") from exc
-    if "vision_config" in data:  # the full CLIPConfig of openai/clip-vit-large-patch14
-        data = data["vision_config"] or {}
+    if data.get("model_type") == "clip" or "vision_config" in data or "vision_config_dict" in data:
+        # The full CLIPConfig of openai/clip-vit-large-patch14 (older files: vision_config_dict).
+        data = data.get("vision_config") or data.get("vision_config_dict") or {}
     return data
 
 
