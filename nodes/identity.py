@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import torch
@@ -208,6 +209,14 @@ class LoadIdentity:
                 "identity_name": (list_identity_files(), {"tooltip": "A saved identity file."}),
             }
         }
+
+    @classmethod
+    def IS_CHANGED(cls, identity_name: str):
+        # A file saved again under the same name is read again.
+        try:
+            return os.path.getmtime(identity_file_path(identity_name))
+        except HyperLoRAError:
+            return float("nan")  # never equal to itself: the error is shown when the node runs
 
     def load(self, identity_name: str):
         return (IdentityFeatures.load(identity_file_path(identity_name)),)

@@ -110,7 +110,7 @@ def test_node_declaration_is_valid(pack, node_id):
     assert len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)) == len(cls.RETURN_TYPES)
     for type_ in cls.RETURN_TYPES:
         assert type_ in CORE_TYPES or type_.startswith("HYPERLORA_"), type_
-    for section, name, value in _inputs(cls):
+    for _section, name, value in _inputs(cls):
         assert isinstance(value, tuple) and 1 <= len(value) <= 2, (name, value)
         kind = value[0]
         opts = value[1] if len(value) == 2 else {}
@@ -537,3 +537,42 @@ def test_clip_input_equals_core_clip_pixel_values(pack):
     # ComfyUI's clip_preprocess on a 224 x 224 input: round to 8 bits, then normalise
     normalised = ((ours * 255).round() / 255 - mean) / std
     torch.testing.assert_close(normalised.permute(0, 3, 1, 2), face.clip_pixel_values(crops), atol=1e-5, rtol=0)
+
+
+def test_load_faces_without_insightface_explains_how_to_install(pack, fake_comfy, monkeypatch):
+    monkeypatch.setitem(sys.modules, "insightface", None)  # `import insightface` now raises ImportError
+    faces_mod = importlib.import_module(f"{PACK}.nodes.faces")
+    monkeypatch.setattr(faces_mod, "_ANALYZERS", {})
+    folder = Path(fake_comfy.fp.models_dir) / "insightface" / "models" / "antelopev2"
+    folder.mkdir(parents=True)
+    with pytest.raises(pack.hyperlora_core.FaceModelError, match="pip install insightface onnxruntime"):
+        nodes(pack)["HLS_LoadFaces"]().load_faces(_photo(True), "antelopev2", "CPU", "largest", True, False, "error")
+
+
+def test_base_lora_is_generated_and_applied_when_the_checkpoint_has_it(pack, fake_comfy, monkeypatch):
+    from checkpoints import make_release_folder
+    make_release_folder(Path(fake_comfy.fp.models_dir) / "hyperlora" / "with_base", with_base=True,
+                        dim=64, depth=1, inner=64, hyper_dim=16, seed=9)
+    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"]().load("with_base", "float32", "cpu")
+    identity = _identity(pack, 2)
+    (id_lora, empty) = nodes(pack)["HLS_GenerateLoRA"]().generate(handle, identity)
+    assert len(empty) == 0  # the identity has no Base-LoRA crops
+    identity.base_clip_tokens = identity.clip_tokens.flip(0)
+    (id_lora, base) = nodes(pack)["HLS_GenerateLoRA"]().generate(handle, identity)
+    assert set(base) == set(id_lora) and base.kind == "base"
+    assert base[next(k for k in base if k.endswith("lora_down.weight"))].shape[0] == id_lora[
+        next(k for k in id_lora if k.endswith("lora_down.weight"))].shape[0] // 2
+
+    layers = sorted({k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in id_lora})
+    lora_mod = types.ModuleType("comfy.lora")
+    lora_mod.model_lora_keys_unet = lambda model, key_map: {n: f"diffusion_model.{n}.weight" for n in layers}
+    lora_mod.load_lora = lambda lora, to_load, log_missing=True: {v: ("lora", k) for k, v in to_load.items()}
+    monkeypatch.setitem(sys.modules, "comfy.lora", lora_mod)
+
+    class Unet(fake_comfy.model_base.SDXL):
+        def state_dict(self, *a, **k):
+            return {f"diffusion_model.{n}.weight": None for n in layers}
+    model = FakePatcher(Unet())
+    (patched,) = nodes(pack)["HLS_ApplyLoRA"]().apply(model, id_lora, 0.8, base_lora=base, base_strength=0.5)
+    assert all([s for s, _ in v] == [0.8, 0.5] for v in patched.patches.values())
+    assert len(patched.patches) == len(layers)

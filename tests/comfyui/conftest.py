@@ -153,7 +153,7 @@ def server(tmp_path_factory):
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.time() > deadline:
-                    raise RuntimeError(f"ComfyUI did not start in {START_TIMEOUT}s:\n{srv.log[-6000:]}")
+                    raise RuntimeError(f"ComfyUI did not start in {START_TIMEOUT}s:\n{srv.log[-6000:]}") from None
                 time.sleep(1)
         yield srv
     finally:
