@@ -136,14 +136,15 @@ def _run_download(args: argparse.Namespace) -> int:
             f"--models-dir {args.models_dir} is not a folder; pass the models folder of your ComfyUI "
             "(the one holding checkpoints/ and loras/)"
         )
-    run_download(
-        args.models_dir.expanduser(),
-        VARIANT_CHOICES[args.variant],
-        parts=args.only or ("hyperlora", "clip", "face"),
-        dry_run=args.dry_run,
-        verify=args.verify,
-        report=_out,
-    )
+    models_dir = args.models_dir.expanduser()
+    parts = args.only or ("hyperlora", "clip", "face")
+    run_download(models_dir, VARIANT_CHOICES[args.variant], parts=parts, dry_run=args.dry_run,
+                 verify=args.verify, report=_out)
+    if not args.dry_run and set(parts) == {"hyperlora", "clip", "face"}:
+        _out(f"Next: {PROG} generate --photos PHOTO [PHOTO ...] --out my_face.safetensors --models-dir {models_dir}"
+             + (" --variant edit" if args.variant == "edit" else ""))
+        _out("In ComfyUI: pick clip-vit-large-patch14.safetensors in 'Load CLIP Vision' and the HyperLoRA "
+             "folder in 'Load HyperLoRA' (refresh the page first).")
     return EXIT_OK
 
 
@@ -329,8 +330,13 @@ def _find_models(args: argparse.Namespace, need_faces: bool) -> _Models:
         else:
             clip = find_clip_vision(models_dir)
             if clip is None:
-                raise HyperLoRAError(f"CLIP ViT-L/14 not found in {models_dir} (clip_vision/ or hyper_lora/clip_vit/); {get}")
-        faces = args.face_models.expanduser() if args.face_models else models_dir / "insightface" / "models" / "antelopev2"
+                raise HyperLoRAError(
+                    f"CLIP ViT-L/14 not found in {models_dir} (clip_vision/ or hyper_lora/clip_vit/); {get}"
+                )
+        if args.face_models:
+            faces = args.face_models.expanduser()
+        else:
+            faces = models_dir / "insightface" / "models" / "antelopev2"
         if not faces.is_dir() and not args.face_models:
             raise HyperLoRAError(f"the antelopev2 face models are not in {faces}; {get}")
     return _Models(hyperlora, clip, faces)
@@ -417,8 +423,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     _out(f"Loading HyperLoRA {models.hyperlora} ({str(dtype).removeprefix('torch.')} on {device}) ...")
     network = HyperLoRA.from_pretrained(models.hyperlora, dtype=dtype, device=device)
     lora = network.generate_id_lora(identity.arcface, identity.clip_tokens, identity.weights)
-    meta = lora_metadata(lora, source=network.source, num_photos=identity.num_photos, kind="id",
-                         extra={"hyperlora.photos": identity.sources})
+    # The photos' file names stay out of the metadata: a shared LoRA should not carry them.
+    meta = lora_metadata(lora, source=network.source, num_photos=identity.num_photos, kind="id")
     save_lora(lora, out, metadata=meta)
     _out(f"Wrote {out} ({len(lora)} tensors, {out.stat().st_size / 1e6:.1f} MB) from {identity.num_photos} photo(s).")
     if identity_out is not None:
@@ -457,7 +463,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        resume = "; run the same command again to resume" if "download" in argv else ""
+        print(f"error: interrupted{resume}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last resort keeps the one-line promise
         _error(exc, debug, unexpected=True)

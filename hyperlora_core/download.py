@@ -560,7 +560,8 @@ def _make_links(item: PlannedFile, report: Report) -> list[Path]:
         try:
             os.link(source, link)
         except OSError as exc:
-            report(f"  note: could not link {link} to {source} ({exc.strerror or exc}); the command line reads {source}")
+            reason = exc.strerror or exc
+            report(f"  note: could not link {link} to {source} ({reason}); the command line reads {source}")
             continue
         made.append(link)
         report(f"  linked {link} -> {source} (the same file, no extra space)")
