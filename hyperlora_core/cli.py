@@ -111,7 +111,7 @@ def _add_download_parser(sub) -> None:
         metavar="PART",
         help=(
             "fetch only this part, may be repeated: hyperlora (the release folder), clip (CLIP ViT-L/14, "
-            "1.7 GB), face (antelopev2, 0.4 GB); default: all three"
+            "1.7 GB), face (antelopev2, 0.3 GB); default: all three"
         ),
     )
     p.add_argument(
