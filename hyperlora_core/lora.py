@@ -19,7 +19,7 @@ from .constants import KOHYA_SUFFIX, PROJECTIONS, TOKENS_PER_MODULE
 
 ROLES = ("down", "up")
 # Bytes of float32 a chunk of converted half bases may take on the CPU.
-CPU_CHUNK_BYTES = 32 * 2**20
+CPU_CHUNK_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -104,26 +104,39 @@ class BasisBank(nn.Module):
                       for j, slot in enumerate(slots)]
         weights.read_into(items)
 
+    def _tokens(self, name: str, device: torch.device) -> torch.Tensor:
+        """Indices of the coefficient tokens of a group's layers (cached per device)."""
+        cache = self.__dict__.setdefault("_token_cache", {})
+        if (name, device) not in cache:
+            role = name.split("_")[0]
+            cache[(name, device)] = torch.tensor([slot.token(role) for slot in self.groups[name]], device=device)
+        return cache[(name, device)]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(iter(self.buffers())).dtype
+
     def mix(self, coefficients: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Coefficients (Q, K) -> the kohya LoRA of this bank, tensors on the CPU in the bank dtype."""
+        """Coefficients (Q, K) -> the kohya LoRA of this bank, tensors on the CPU in the bank dtype.
+
+        Each group is mixed, transposed to the kohya layout and cast on its device, then moved to
+        the CPU in one transfer; every layer gets a tensor of its own (safetensors refuses shared
+        storage when the LoRA is saved).
+        """
         out: dict[str, torch.Tensor] = {}
-        dtype = next(iter(self.buffers())).dtype
-        alpha = torch.tensor(self.alpha, dtype=dtype)
+        dtype = self.dtype
         for name, slots in self.groups.items():
             role = name.split("_")[0]
             bank = getattr(self, name)
-            tokens = torch.tensor([slot.token(role) for slot in slots], device=coefficients.device)
-            mixed = mix_group(coefficients.index_select(0, tokens.to(coefficients.device)), bank)
+            mixed = mix_group(coefficients.index_select(0, self._tokens(name, coefficients.device)), bank)
             features = bank.shape[2] // self.rank
-            if role == "down":  # (G, in, r) -> lora_down (G, r, in)
-                factors = mixed.view(len(slots), features, self.rank).transpose(1, 2)
-            else:  # (G, r, out) -> lora_up (G, out, r)
-                factors = mixed.view(len(slots), self.rank, features).transpose(1, 2)
-            factors = factors.to("cpu", dtype)
-            for slot, factor in zip(slots, factors):
-                out[f"{slot.kohya_name}.lora_{role}.weight"] = factor.clone(memory_format=torch.contiguous_format)
+            # down: (G, in, r) -> lora_down (G, r, in); up: (G, r, out) -> lora_up (G, out, r)
+            shape = (len(slots), features, self.rank) if role == "down" else (len(slots), self.rank, features)
+            factors = mixed.view(shape).transpose(1, 2).to(dtype).contiguous().cpu()
+            for slot, factor in zip(slots, factors.unbind(0)):
+                out[f"{slot.kohya_name}.lora_{role}.weight"] = factor.clone()
         for slot in self.slots:
-            out[f"{slot.kohya_name}.alpha"] = alpha.clone()
+            out[f"{slot.kohya_name}.alpha"] = torch.tensor(self.alpha, dtype=dtype)
         return {key: out[key] for key in self._key_order()}
 
     def _key_order(self) -> list[str]:
@@ -139,7 +152,7 @@ class BasisBank(nn.Module):
         Kept as the baseline the benchmark measures the grouped path against.
         """
         out: dict[str, torch.Tensor] = {}
-        dtype = next(iter(self.buffers())).dtype
+        dtype = self.dtype
         index = {}
         for name, slots in self.groups.items():
             for j, slot in enumerate(slots):
@@ -170,9 +183,13 @@ def mix_group(coefficients: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
         c = coefficients.to(bank.device, bank.dtype).unsqueeze(1)
         return torch.bmm(c, bank).squeeze(1)
     c = coefficients.to(bank.device, torch.float32).unsqueeze(1)
-    out = torch.empty(groups, width, dtype=torch.float32, device=bank.device)
+    out = torch.empty(groups, 1, width, dtype=torch.float32, device=bank.device)
     step = max(1, CPU_CHUNK_BYTES // (hyper_dim * width * 4))
+    # one float32 buffer, reused: freshly allocated memory costs a page fault per 4 KiB
+    buffer = torch.empty(min(step, groups), hyper_dim, width, dtype=torch.float32)
     for start in range(0, groups, step):
         stop = min(groups, start + step)
-        out[start:stop] = torch.bmm(c[start:stop], bank[start:stop].float()).squeeze(1)
-    return out
+        chunk = buffer[: stop - start]
+        chunk.copy_(bank[start:stop])
+        torch.bmm(c[start:stop], chunk, out=out[start:stop])
+    return out.squeeze(1)
