@@ -446,9 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    face_log = logging.getLogger("hyperlora_core.face")
+    face_level = face_log.level
     if not debug:
         # generate reports the photos left out itself, one line each.
-        logging.getLogger("hyperlora_core.face").setLevel(logging.ERROR)
+        face_log.setLevel(logging.ERROR)
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "run", None) is None:
@@ -469,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last resort keeps the one-line promise
         _error(exc, debug, unexpected=True)
         return EXIT_FAILURE
+    finally:  # main() also runs inside other programs (and tests): leave logging as it was
+        face_log.setLevel(face_level)
 
 
 def _error(exc: BaseException, debug: bool, unexpected: bool = False) -> None:
