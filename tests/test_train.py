@@ -1,0 +1,307 @@
+"""The trainer (hyperlora_core.train) on a toy UNet and toy encoders: seconds per test, CPU only."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hyperlora_core import HyperLoRA
+from hyperlora_core.errors import CheckpointError
+from hyperlora_core.synthetic import SMALL_MODULES, make_release_folder
+from hyperlora_core.train import STAGES, ConfigError, Trainer, config_from_dict
+from hyperlora_core.train.backbone import check_sdxl
+from hyperlora_core.train.data import DataError, write_index, write_item
+from hyperlora_core.train.lora_inject import LoRAState, PerSampleLoRALinear, find_attention_modules
+from hyperlora_core.train.toy import ToyBackbone
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_NETWORK = {"hyper_dim": 8, "rank": 4, "base_rank": 2, "dim": 32, "depth": 1, "inner": 64,
+                "id_tokens": 4, "id_width": 32, "clip_width": 64}
+
+
+def make_cache(folder: Path, count: int, clip_width: int = 64, seed: int = 0) -> Path:
+    """A prepared dataset for the toy backbone (32 px images -> 4 x 8 x 8 latents), without face models."""
+    gen = torch.Generator().manual_seed(seed)
+    items = []
+    for n in range(count):
+        arcface = torch.randn(512, generator=gen)
+        write_item(folder, f"item{n}", {
+            "arcface": arcface / arcface.norm(),
+            "clip_tokens": torch.randn(257, clip_width, generator=gen).half(),
+            "base_clip_tokens": torch.randn(257, clip_width, generator=gen).half(),
+            "latents": torch.randn(4, 8, 8, generator=gen),
+            "sizes": torch.tensor([32.0, 32.0, 0.0, 0.0, 32.0, 32.0]),
+        })
+        items.append({"image": f"photo{n}.png", "caption": f"a photo of person {n}", "key": f"item{n}"})
+    write_index(folder, items, [], {})
+    return folder
+
+
+def tiny_config(tmp_path: Path, cache: Path, **sections) -> "Config":  # noqa: F821
+    data = {
+        "model": {"kind": "custom", "factory": "hyperlora_core.train.toy:build"},
+        "data": {"cache": str(cache), "resolution": 32},
+        "network": dict(TINY_NETWORK),
+        "training": {"stage": "id_full", "max_steps": 3, "batch_size": 2, "lr": 1e-3, "seed": 0,
+                     "device": "cpu", "drop_base_lora": 0.5},
+        "output": {"folder": str(tmp_path / "out"), "checkpoint_every": 0, "log_every": 1},
+    }
+    for section, values in sections.items():
+        data[section].update(values)
+    return config_from_dict(data)
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    return make_cache(tmp_path / "cache", 4)
+
+
+def toy_modules():
+    return [t.spec for t in find_attention_modules(ToyBackbone().unet)]
+
+
+# -- 1. per-sample LoRA and a training step ------------------------------------------------------
+
+def test_each_sample_in_a_batch_gets_its_own_lora():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(6, 5)
+    state = LoRAState()
+    layer = PerSampleLoRALinear(base, "x", state)
+    down, up, scale = torch.randn(3, 6, 2), torch.randn(3, 2, 5), torch.tensor([0.5, 0.0, 2.0])
+    state.factors = {"x": [(down, up, scale)]}
+    x = torch.randn(3, 7, 6)
+    out = layer(x)
+    for n in range(3):
+        merged = base.weight + scale[n] * (down[n] @ up[n]).T  # the LoRA of sample n merged on its own
+        torch.testing.assert_close(out[n], x[n] @ merged.T + base.bias)
+    state.factors = {"x": [(down[:1], up[:1], scale[:1])]}  # one LoRA for a whole batch (sampling with CFG)
+    torch.testing.assert_close(layer(x)[2], x[2] @ (base.weight + 0.5 * (down[0] @ up[0]).T).T + base.bias)
+
+
+def test_targets_are_the_unets_attention_modules_in_release_order():
+    targets = find_attention_modules(ToyBackbone().unet)
+    assert [t.path.split(".")[0] for t in targets] == ["down_blocks"] * 2 + ["mid_block"] * 2 + ["up_blocks"] * 2
+    first, second = targets[0].spec, targets[1].spec
+    assert first.name == "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1"
+    assert (first.hidden_size, first.cross_attention_dim) == (32, None)
+    assert (second.hidden_size, second.cross_attention_dim) == (32, 48)
+
+
+def test_loss_goes_down_when_overfitting_one_example(tmp_path):
+    config = tiny_config(tmp_path, make_cache(tmp_path / "one", 1), training={
+        "batch_size": 1, "max_steps": 40, "lr": 3e-3, "drop_trigger": 0.0, "drop_caption": 0.0})
+    trainer = Trainer(config)
+    trainer.prepare_data()
+    with torch.no_grad():
+        before = [trainer._micro_loss(range(p, p + 1)).item() for p in range(4)]
+    trainer.run()
+    with torch.no_grad():
+        after = [trainer._micro_loss(range(p, p + 1)).item() for p in range(4)]
+    assert sum(after) < 0.7 * sum(before), (before, after)
+
+
+# -- 2. export and warm start --------------------------------------------------------------------
+
+def test_saved_folder_loads_and_generates_the_trained_lora(tmp_path, cache):
+    config = tiny_config(tmp_path, cache, output={"export_dtype": "float32"})
+    trainer = Trainer(config)
+    trainer.run()
+    release = tmp_path / "out" / "release"
+    assert sorted(p.name for p in release.iterdir()) == [
+        "hyper_lora_modules.json", "hyper_lora_modules.safetensors", "id_projector.safetensors",
+        "resampler.safetensors"]
+    model = HyperLoRA.from_pretrained(release)
+    item = trainer.dataset[0]
+    arcface, clip = item["arcface"][None], item["clip_tokens"][None].float()
+    lora = model.generate_id_lora(arcface, clip)
+    with torch.no_grad():
+        factors = trainer.net.id_bank.factors(trainer.net.id_coefficients(arcface, clip))
+    name = "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k"
+    down, up = factors[name]
+    torch.testing.assert_close(lora[f"{name}.lora_down.weight"], down[0].T, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(lora[f"{name}.lora_up.weight"], up[0].T, rtol=1e-4, atol=1e-5)
+    assert up.abs().max() > 0  # the up bases left their zero start
+    assert len(lora) == 3 * 4 * 6
+
+
+def test_base_stage_adds_base_resampler_and_base_bases(tmp_path, cache):
+    trainer = Trainer(tiny_config(tmp_path, cache, training={"stage": "base", "max_steps": 2}))
+    trainer.run()
+    model = HyperLoRA.from_pretrained(tmp_path / "out" / "release")
+    assert model.has_base_lora and model.base_bank.rank == 2
+    lora = model.generate_base_lora(trainer.dataset[0]["base_clip_tokens"][None].float())
+    assert any(v.abs().max() > 0 for k, v in lora.items() if "lora_up" in k)
+
+
+def test_warm_start_from_a_release_folder_reproduces_it(tmp_path):
+    release = make_release_folder(tmp_path / "release", modules=toy_modules(), hyper_dim=8, rank=4,
+                                  with_base=True, dtype=torch.float32, dim=32, depth=1, inner=64)
+    cache = make_cache(tmp_path / "cache", 2, clip_width=1024)
+    config = tiny_config(tmp_path, cache, network={"init_from": str(release)},
+                         training={"max_steps": 1, "lr": 1e-12}, output={"export_dtype": "float32"})
+    trainer = Trainer(config)
+    assert trainer.net.has_base and trainer.net.shape.clip_width == 1024 and trainer.net.shape.dim == 32
+    trainer.run()
+    original = HyperLoRA.from_pretrained(release)
+    exported = HyperLoRA.from_pretrained(tmp_path / "out" / "release")
+    item = trainer.dataset[1]
+    a = original.generate_id_lora(item["arcface"][None], item["clip_tokens"][None].float())
+    b = exported.generate_id_lora(item["arcface"][None], item["clip_tokens"][None].float())
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-3, atol=1e-5)
+    assert exported.has_base_lora  # warm-started Base-LoRA parts are exported again
+
+
+def test_warm_start_for_another_unet_names_the_missing_modules(tmp_path, cache):
+    release = make_release_folder(tmp_path / "sdxl", modules=SMALL_MODULES[:2], hyper_dim=8, rank=4,
+                                  dim=32, depth=1, inner=64)
+    with pytest.raises(CheckpointError, match="lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1"):
+        Trainer(tiny_config(tmp_path, cache, network={"init_from": str(release)}))
+
+
+# -- 3. stages, config, resume -------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_each_stage_trains_its_parts_only(tmp_path, cache, stage):
+    trainer = Trainer(tiny_config(tmp_path, cache, training={"stage": stage, "max_steps": 2},
+                                  network={"with_base": True}))
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    losses = trainer.run()
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    changed = {k.split(".")[0] for k, v in trainer.net.state_dict().items() if not torch.equal(v, before[k])}
+    expected = {"base": {"base_resampler", "base_bank"}, "id_clip": {"resampler", "id_bank"},
+                "id_full": {"id_projector", "resampler", "id_bank"}}[stage]
+    assert changed == expected
+
+
+def test_trigger_words_and_caption_switched_per_sample(tmp_path, cache):
+    seen = []
+
+    def run(**training):
+        trainer = Trainer(tiny_config(tmp_path, cache, training={"max_steps": 1, **training}))
+        encode = trainer.backbone.encode_prompts
+        trainer.backbone.encode_prompts = lambda captions, sizes: (seen.append(captions), encode(captions, sizes))[1]
+        trainer.prepare_data()
+        trainer.train_step()
+        return seen.pop()
+
+    assert all(c.startswith("fcsks fxhks fhyks, a photo") for c in run(drop_trigger=0.0, drop_caption=0.0))
+    assert all(c.startswith("a photo") for c in run(drop_trigger=1.0, drop_caption=0.0))
+    assert run(drop_trigger=1.0, drop_caption=1.0) == ["", ""]
+    assert run(drop_trigger=1.0, drop_caption=0.0, stage="base") == run(drop_trigger=0.0, drop_caption=0.0,
+                                                                          stage="base")
+
+
+def test_resumed_run_continues_exactly(tmp_path, cache):
+    straight = Trainer(tiny_config(tmp_path / "a", cache, training={"max_steps": 4, "grad_accum": 2})).run()
+    config = tiny_config(tmp_path / "b", cache, training={"max_steps": 4, "grad_accum": 2},
+                         output={"checkpoint_every": 2})
+    first = Trainer(config).run(stop_after=3)  # checkpoint at step 2, then one step lost to the "crash"
+    resumed = Trainer(config)
+    rest = resumed.run()
+    assert first[:2] == straight[:2]
+    assert rest == straight[2:]
+    a = load_file(str(tmp_path / "a" / "out" / "checkpoints" / "step_00000004" / "network.safetensors"))
+    b = load_file(str(tmp_path / "b" / "out" / "checkpoints" / "step_00000004" / "network.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resuming_with_a_changed_config_says_what_changed(tmp_path, cache):
+    Trainer(tiny_config(tmp_path, cache, training={"max_steps": 1})).run()
+    changed = tiny_config(tmp_path, cache, training={"max_steps": 2, "lr": 5e-4, "batch_size": 1})
+    with pytest.raises(ConfigError) as err:
+        Trainer(changed).run()
+    assert "training.lr: 0.001 -> 0.0005" in str(err.value)
+    assert "training.batch_size: 2 -> 1" in str(err.value)
+    assert "max_steps" not in str(err.value)  # a longer run is a resumption, not a change
+
+
+def test_config_errors_name_the_key(tmp_path, cache):
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) in \[training\]: learning_rate"):
+        tiny_config(tmp_path, cache, training={"learning_rate": 1e-4})
+    with pytest.raises(ConfigError, match="training.stage must be one of base, id_clip, id_full"):
+        tiny_config(tmp_path, cache, training={"stage": "id"})
+    with pytest.raises(ConfigError, match="training.batch_size must be a whole number"):
+        tiny_config(tmp_path, cache, training={"batch_size": "2"})
+
+
+def test_bf16_and_gradient_checkpointing(tmp_path, cache):
+    plain = Trainer(tiny_config(tmp_path / "a", cache, training={"max_steps": 1}))
+    plain.prepare_data()
+    loss = plain._micro_loss(range(0, 2))
+    loss.backward()
+    grads = [p.grad.clone() for p in plain.params]
+    ckpt = Trainer(tiny_config(tmp_path / "b", cache, training={"max_steps": 1, "gradient_checkpointing": True}))
+    ckpt.prepare_data()
+    ckpt._micro_loss(range(0, 2)).backward()
+    for a, p in zip(grads, ckpt.params):
+        torch.testing.assert_close(p.grad, a)
+    bf16 = Trainer(tiny_config(tmp_path / "c", cache, training={"max_steps": 2, "mixed_precision": "bf16"}))
+    losses = bf16.run()
+    assert all(abs(a - b) < 0.1 * abs(b) for a, b in zip(losses, Trainer(tiny_config(
+        tmp_path / "d", cache, training={"max_steps": 2})).run()))
+
+
+def test_command_line_trains_and_writes_samples(tmp_path, cache):
+    from hyperlora_core.train.__main__ import main
+
+    config = {
+        "model": {"kind": "custom", "factory": "hyperlora_core.train.toy:build"},
+        "data": {"cache": str(cache)},
+        "network": TINY_NETWORK,
+        "training": {"max_steps": 2, "device": "cpu"},
+        "output": {"folder": "run", "sample_every": 2, "sample_steps": 3, "log_every": 1},
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert main(["--config", str(path)]) == 0
+    assert (tmp_path / "run" / "release" / "resampler.safetensors").is_file()  # relative to the config
+    assert len(list((tmp_path / "run" / "samples").glob("*.png"))) == 1
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+
+
+def test_example_config_is_valid():
+    from hyperlora_core.train import load_config
+
+    config = load_config(ROOT / "hyperlora_core" / "train" / "example_config.toml")
+    assert config.model.kind == "sdxl" and config.training.stage in STAGES
+
+
+# -- bad base model ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, found", [
+    ("cond_stage_model.transformer.text_model.embeddings.position_ids", "Stable Diffusion 1.x"),
+    ("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", "a LoRA"),
+    ("conditioner.embedders.0.model.ln_final.weight", "SDXL refiner"),
+    ("double_blocks.0.img_attn.qkv.weight", "Flux"),
+])
+def test_base_checkpoint_of_the_wrong_kind_names_what_was_found(tmp_path, key, found):
+    path = tmp_path / "model.safetensors"
+    save_file({key: torch.zeros(1)}, str(path))
+    with pytest.raises(CheckpointError, match=found):
+        check_sdxl(path)
+    good = tmp_path / "sdxl.safetensors"
+    save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(1)}, str(good))
+    check_sdxl(good)
+    release = make_release_folder(tmp_path / "release", modules=SMALL_MODULES[:1], hyper_dim=4, rank=2,
+                                  dim=64, depth=1, inner=64)
+    with pytest.raises(CheckpointError, match="HyperLoRA release folder"):
+        check_sdxl(release)
+
+
+def test_training_stays_optional():
+    code = "import sys, hyperlora_core; print('hyperlora_core.train' in sys.modules, 'diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    code = "import sys, hyperlora_core.train; print('diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
