@@ -215,6 +215,22 @@ def run(args) -> dict:
     return report
 
 
+def profile_generation(args) -> str:
+    """The operators that one features-to-LoRA call spends its time in."""
+    device = resolve_device(args.device)
+    hl = HyperLoRA.from_pretrained(ensure_checkpoint(Path(args.cache_dir), args.modules), resolve_dtype(args.dtype), device)
+    arcface, clip = random_features(1)
+    hl.generate_id_lora(arcface, clip)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        hl.generate_id_lora(arcface, clip)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hyperlora_core.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,8 +242,12 @@ def main(argv=None) -> int:
     parser.add_argument("--modules", type=int, default=140, help="modules of the v1 list to use (default all 140)")
     parser.add_argument("--cache-dir", default=".bench_cache", help="where the random checkpoint is kept")
     parser.add_argument("--out", help="also write the JSON report to this file")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print torch.profiler's table of one features-to-LoRA call")
     args = parser.parse_args(argv)
     report = run(args)
+    if args.profile:
+        print(profile_generation(args))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

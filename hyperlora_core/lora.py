@@ -119,12 +119,16 @@ class BasisBank(nn.Module):
     def mix(self, coefficients: torch.Tensor) -> dict[str, torch.Tensor]:
         """Coefficients (Q, K) -> the kohya LoRA of this bank, tensors on the CPU in the bank dtype.
 
-        Each group is mixed, transposed to the kohya layout and cast on its device, then moved to
-        the CPU in one transfer; every layer gets a tensor of its own (safetensors refuses shared
-        storage when the LoRA is saved).
+        Each group is mixed on its device and written, transposed to the kohya layout and cast, into
+        one CPU buffer. Every layer's tensor is a window on that buffer with a storage of its own
+        (`torch.frombuffer`): no per-layer copy, and safetensors, which refuses tensors sharing a
+        storage, saves them as they are.
         """
-        out: dict[str, torch.Tensor] = {}
         dtype = self.dtype
+        total = sum(getattr(self, name).shape[0] * getattr(self, name).shape[2] for name in self.groups)
+        host = torch.empty(total, dtype=dtype)
+        placed: list[tuple[str, LayerSlot, int, tuple[int, int]]] = []
+        offset = 0
         for name, slots in self.groups.items():
             role = name.split("_")[0]
             bank = getattr(self, name)
@@ -132,9 +136,17 @@ class BasisBank(nn.Module):
             features = bank.shape[2] // self.rank
             # down: (G, in, r) -> lora_down (G, r, in); up: (G, r, out) -> lora_up (G, out, r)
             shape = (len(slots), features, self.rank) if role == "down" else (len(slots), self.rank, features)
-            factors = mixed.view(shape).transpose(1, 2).to(dtype).contiguous().cpu()
-            for slot, factor in zip(slots, factors.unbind(0)):
-                out[f"{slot.kohya_name}.lora_{role}.weight"] = factor.clone()
+            window = host[offset:offset + mixed.numel()].view(shape[0], shape[2], shape[1])
+            window.copy_(mixed.view(shape).transpose(1, 2))
+            for j, slot in enumerate(slots):
+                placed.append((role, slot, offset + j * bank.shape[2], (shape[2], shape[1])))
+            offset += mixed.numel()
+        raw = host.view(torch.uint8).numpy()
+        size = host.element_size()
+        out: dict[str, torch.Tensor] = {}
+        for role, slot, start, shape in placed:
+            tensor = torch.frombuffer(raw, dtype=dtype, count=shape[0] * shape[1], offset=start * size)
+            out[f"{slot.kohya_name}.lora_{role}.weight"] = tensor.view(shape)
         for slot in self.slots:
             out[f"{slot.kohya_name}.alpha"] = torch.tensor(self.alpha, dtype=dtype)
         return {key: out[key] for key in self._key_order()}

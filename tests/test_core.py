@@ -254,4 +254,9 @@ def test_core_never_unpickles():
     root = Path(__file__).resolve().parent.parent / "hyperlora_core"
     for path in root.rglob("*.py"):
         text = path.read_text()
-        assert "torch.load(" not in text and "import pickle" not in text, path
+        assert "import pickle" not in text, path
+        if path.parent.name == "train":
+            # the trainer reads back its own optimizer state, with the safe tensors-only unpickler
+            assert text.count("torch.load(") == text.count("weights_only=True"), path
+        else:
+            assert "torch.load(" not in text, path
