@@ -126,7 +126,8 @@ class BasisBank(nn.Module):
         """
         dtype = self.dtype
         total = sum(getattr(self, name).shape[0] * getattr(self, name).shape[2] for name in self.groups)
-        host = torch.empty(total, dtype=dtype)
+        # Pinned memory makes the copy from the GPU a DMA transfer (and torch caches pinned blocks).
+        host = torch.empty(total, dtype=dtype, pin_memory=coefficients.device.type == "cuda")
         placed: list[tuple[str, LayerSlot, int, tuple[int, int]]] = []
         offset = 0
         for name, slots in self.groups.items():
