@@ -211,12 +211,12 @@ class SDXLBackbone(Backbone):
     def load(cls, path: Path, config: str | None) -> "SDXLBackbone":
         diffusers = _diffusers()
         log.info("Loading SDXL from %s", path)
+        # float32 (the default) on load; `to()` then casts the UNet and text encoders for mixed precision.
         if path.is_dir():
-            pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(str(path), torch_dtype=torch.float32)
+            pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(str(path))
         else:
             kwargs = {"config": config} if config else {}
-            pipe = diffusers.StableDiffusionXLPipeline.from_single_file(str(path), torch_dtype=torch.float32,
-                                                                        **kwargs)
+            pipe = diffusers.StableDiffusionXLPipeline.from_single_file(str(path), **kwargs)
         pipe.scheduler = diffusers.DDPMScheduler.from_config(pipe.scheduler.config)
         return cls(pipe)
 
