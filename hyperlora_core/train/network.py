@@ -74,6 +74,12 @@ class TrainableBank(nn.Module):
             for name, slots in self.groups.items()
         }
 
+    def _tokens_on(self, name: str, device: torch.device) -> torch.Tensor:
+        """A group's coefficient token indices on ``device`` (moved once, then kept)."""
+        if self._tokens[name].device != device:
+            self._tokens = {k: v.to(device) for k, v in self._tokens.items()}
+        return self._tokens[name]
+
     @property
     def scale(self) -> float:
         return (self.rank / 2) / self.rank  # alpha / r, alpha = r / 2 as in the release
@@ -96,7 +102,7 @@ class TrainableBank(nn.Module):
         mixed: dict[tuple[str, str], torch.Tensor] = {}
         for name, slots in self.groups.items():
             role, features = name.split("_")
-            tokens = self._tokens[name].to(coefficients.device)
+            tokens = self._tokens_on(name, coefficients.device)
             c = coefficients.index_select(1, tokens)  # (B, G, K)
             bank = getattr(self, name)
             out = torch.einsum("bgk,gkm->bgm", c, bank.to(c.dtype))  # (B, G, features * r)
