@@ -19,7 +19,11 @@ from hyperlora_core.synthetic import SMALL_MODULES, make_release_folder
 from hyperlora_core.train import STAGES, ConfigError, Trainer, config_from_dict
 from hyperlora_core.train.backbone import check_sdxl
 from hyperlora_core.train.data import DataError, write_index, write_item
-from hyperlora_core.train.lora_inject import LoRAState, PerSampleLoRALinear, find_attention_modules
+from hyperlora_core.train.lora_inject import (
+    LoRAState,
+    PerSampleLoRALinear,
+    find_attention_modules,
+)
 from hyperlora_core.train.toy import ToyBackbone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +49,7 @@ def make_cache(folder: Path, count: int, clip_width: int = 64, seed: int = 0) ->
     return folder
 
 
-def tiny_config(tmp_path: Path, cache: Path, **sections) -> "Config":  # noqa: F821
+def tiny_config(tmp_path: Path, cache: Path, **sections) -> Config:  # noqa: F821
     data = {
         "model": {"kind": "custom", "factory": "hyperlora_core.train.toy:build"},
         "data": {"cache": str(cache), "resolution": 32},
@@ -245,12 +249,12 @@ def test_config_errors_name_the_key(tmp_path, cache):
 def test_bf16_and_gradient_checkpointing(tmp_path, cache):
     plain = Trainer(tiny_config(tmp_path / "a", cache, training={"max_steps": 1}))
     plain.prepare_data()
-    loss = plain._micro_loss(range(0, 2))
+    loss = plain._micro_loss(range(2))
     loss.backward()
     grads = [p.grad.clone() for p in plain.params]
     ckpt = Trainer(tiny_config(tmp_path / "b", cache, training={"max_steps": 1, "gradient_checkpointing": True}))
     ckpt.prepare_data()
-    ckpt._micro_loss(range(0, 2)).backward()
+    ckpt._micro_loss(range(2)).backward()
     for a, p in zip(grads, ckpt.params):
         torch.testing.assert_close(p.grad, a)
     bf16 = Trainer(tiny_config(tmp_path / "c", cache, training={"max_steps": 2, "mixed_precision": "bf16"}))
@@ -422,6 +426,11 @@ def test_two_processes_with_gloo_equal_one_process_with_the_doubled_batch(tmp_pa
     logged = [json.loads(line)["loss"] for line in (tmp_path / "two" / "out" / "log.jsonl").read_text().splitlines()]
     expected = [json.loads(line)["loss"] for line in (tmp_path / "one" / "out" / "log.jsonl").read_text().splitlines()]
     assert logged == pytest.approx(expected, rel=1e-5)
+    # The same global batch on one process continues the two-process run as the one-process run goes on.
+    longer = {**training, "batch_size": 2, "max_steps": 3}
+    continued = Trainer(tiny_config(tmp_path / "two", cache, training=longer)).run()
+    reference = Trainer(tiny_config(tmp_path / "one", cache, training=longer)).run()
+    assert len(continued) == 1 and continued == pytest.approx(reference, rel=1e-4)
 
 
 # -- a diffusers UNet shaped like SDXL's (skipped without diffusers) ------------------------------
@@ -491,12 +500,12 @@ def test_per_sample_lora_through_diffusers_attention_and_its_gradient_checkpoint
     assert (both - plain).abs().max() > 1e-3
     for p in trainer.params:
         p.grad = None
-    trainer._micro_loss(range(0, 2)).backward()
+    trainer._micro_loss(range(2)).backward()
     grads = [p.grad.clone() for p in trainer.params]
     assert sdxl_shaped.enable_gradient_checkpointing()
     for p in trainer.params:
         p.grad = None
-    trainer._micro_loss(range(0, 2)).backward()
+    trainer._micro_loss(range(2)).backward()
     for a, p in zip(grads, trainer.params):
         torch.testing.assert_close(p.grad, a, rtol=1e-4, atol=1e-6)
     lora_inject.remove(sdxl_shaped.unet)
@@ -518,9 +527,9 @@ def tiny_sdxl(tmp_path_factory) -> Path:
     (root / "vocab.json").write_text(json.dumps(vocab))
     (root / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = transformers.CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"), model_max_length=16)
-    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=16, projection_dim=32, bos_token_id=0,
-                eos_token_id=1, pad_token_id=1)
+    text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "max_position_embeddings": 16, "projection_dim": 32, "bos_token_id": 0,
+            "eos_token_id": 1, "pad_token_id": 1}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         pipe = diffusers.StableDiffusionXLPipeline(

@@ -13,4 +13,4 @@ docs/training.md). From Python::
 from .config import Config, ConfigError, config_from_dict, load_config
 from .trainer import STAGES, Trainer, train
 
-__all__ = ["Config", "ConfigError", "STAGES", "Trainer", "config_from_dict", "load_config", "train"]
+__all__ = ["STAGES", "Config", "ConfigError", "Trainer", "config_from_dict", "load_config", "train"]

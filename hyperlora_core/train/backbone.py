@@ -38,7 +38,7 @@ class Backbone:
     alphas_cumprod: torch.Tensor  # (T,) float64 on the CPU
     description: str = ""
 
-    def to(self, device: torch.device, dtype: torch.dtype) -> "Backbone":
+    def to(self, device: torch.device, dtype: torch.dtype) -> Backbone:
         raise NotImplementedError
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -208,7 +208,7 @@ class SDXLBackbone(Backbone):
         self.description = "SDXL"
 
     @classmethod
-    def load(cls, path: Path, config: str | None) -> "SDXLBackbone":
+    def load(cls, path: Path, config: str | None) -> SDXLBackbone:
         diffusers = _diffusers()
         log.info("Loading SDXL from %s", path)
         # float32 (the default) on load; `to()` then casts the UNet and text encoders for mixed precision.

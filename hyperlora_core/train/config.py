@@ -148,15 +148,12 @@ def _check_type(section: str, key: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} must be a number, got {value!r}.")
         value = float(value)
-    elif isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}.")
-    elif isinstance(default, dict):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name} must be a table/object, got {value!r}.")
-    elif isinstance(default, list):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{name} must be a list of strings, got {value!r}.")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}.")
+    elif isinstance(default, dict) and not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a table/object, got {value!r}.")
+    elif isinstance(default, list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{name} must be a list of strings, got {value!r}.")
     return value
 
 

@@ -87,10 +87,11 @@ def match_release_modules(unet_targets: list[AttentionTarget], modules: list[Mod
     by_name = {t.spec.name: t for t in unet_targets}
     missing = [m.name for m in modules if m.name not in by_name]
     if missing:
+        example = unet_targets[0].spec.name if unet_targets else "none"
         raise CheckpointError(
             f"{source} lists {len(missing)} attention module(s) that the base UNet does not have, e.g. "
             f"{', '.join(missing[:3])}. The checkpoint was made for another base model "
-            f"(this UNet has {len(unet_targets)} attention modules, e.g. {unet_targets[0].spec.name if unet_targets else 'none'})."
+            f"(this UNet has {len(unet_targets)} attention modules, e.g. {example})."
         )
     wrong = [(m, by_name[m.name].spec) for m in modules
              if (m.hidden_size, m.in_features("to_k")) != (by_name[m.name].spec.hidden_size,

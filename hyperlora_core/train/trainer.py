@@ -41,8 +41,14 @@ from ..model import HyperLoRA
 from .backbone import Backbone, load_backbone
 from .config import Config, ConfigError, config_changes
 from .data import CachedDataset, collate, prepare_cache
-from .distributed import DistInfo, barrier, mean_across, setup
-from .lora_inject import AttentionTarget, LoRAState, find_attention_modules, inject, match_release_modules
+from .distributed import barrier, mean_across, setup
+from .lora_inject import (
+    AttentionTarget,
+    LoRAState,
+    find_attention_modules,
+    inject,
+    match_release_modules,
+)
 from .network import NetworkShape, TrainableHyperLoRA
 from .release import export_release, shape_of, warm_start
 
@@ -72,7 +78,8 @@ def _mix(*values: int) -> int:
     return h
 
 
-def build_network(config: Config, unet_targets: list[AttentionTarget]) -> tuple[TrainableHyperLoRA, list[AttentionTarget]]:
+def build_network(config: Config,
+                  unet_targets: list[AttentionTarget]) -> tuple[TrainableHyperLoRA, list[AttentionTarget]]:
     """A fresh network for the UNet's attention modules, or one warm-started from a release folder."""
     n = config.network
     shape = NetworkShape(n.hyper_dim, n.rank, n.base_rank, n.dim, n.depth, n.inner, n.ff_mult,
@@ -211,8 +218,9 @@ class Trainer:
             timesteps.append(torch.randint(0, self.backbone.alphas_cumprod.shape[0], (1,), generator=generator))
             switches.append(torch.rand(4, generator=generator))
             eps = torch.randn(latent_shape, generator=generator)
-            if t.noise_offset:
-                eps = eps + t.noise_offset * torch.randn(latent_shape[0], generator=generator).view(-1, *[1] * (len(latent_shape) - 1))
+            if t.noise_offset:  # one offset per channel
+                offset = torch.randn(latent_shape[0], generator=generator)
+                eps = eps + t.noise_offset * offset.view(-1, *[1] * (len(latent_shape) - 1))
             noise.append(eps)
         timesteps = torch.cat(timesteps)
         switches = torch.stack(switches)  # trigger, caption, id, base
@@ -321,9 +329,11 @@ class Trainer:
         if bar is not None:
             bar.close()
         if self.step >= t.max_steps:
-            if not (o.checkpoint_every and self.step % o.checkpoint_every == 0):
+            latest = self.latest_checkpoint()
+            if latest is None or latest.name != f"step_{self.step:08d}":
                 self.save_checkpoint()
-            self.export(self.output / "release")
+            if losses or not (self.output / "release").is_dir():
+                self.export(self.output / "release")
         return losses
 
     def _log(self, loss: float, started: float, done: int, bar) -> None:
@@ -374,7 +384,11 @@ class Trainer:
             return False
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         changes = config_changes(state["config"], self.config.to_dict())
-        if state["world_size"] != self.dist.world_size:
+        saved_batch = state["config"]["training"]["batch_size"]
+        if saved_batch * state["world_size"] == self.config.training.batch_size * self.dist.world_size:
+            # Same global batch (e.g. 2 processes x 1 -> 1 process x 2): the same samples, a valid resume.
+            changes = [c for c in changes if not c.startswith("training.batch_size:")]
+        elif state["world_size"] != self.dist.world_size:
             changes.append(f"number of processes: {state['world_size']} -> {self.dist.world_size} "
                            "(the global batch and the order of samples change)")
         if changes:
