@@ -312,7 +312,8 @@ def test_base_checkpoint_of_the_wrong_kind_names_what_was_found(tmp_path, key, f
 
 
 def test_training_stays_optional():
-    code = "import sys, hyperlora_core; print('hyperlora_core.train' in sys.modules, sys.modules.get('diffusers') is not None)"
+    code = ("import sys, hyperlora_core; "
+            "print('hyperlora_core.train' in sys.modules, sys.modules.get('diffusers') is not None)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     code = "import sys, hyperlora_core.train; print(sys.modules.get('diffusers') is not None)"
