@@ -83,8 +83,11 @@ class PeakMemory:
             self.peak_bytes = max(self._max, self._rss()) - self._base
 
 
-def measure(fn, device: torch.device, repeats: int, warmup: int = 1) -> dict:
-    for _ in range(warmup):
+WARMUP = 1  # untimed runs before each measurement (--warmup)
+
+
+def measure(fn, device: torch.device, repeats: int, warmup: int | None = None) -> dict:
+    for _ in range(WARMUP if warmup is None else warmup):
         fn()
     times, peaks = [], []
     for _ in range(repeats):
@@ -239,12 +242,17 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per stage for the project's path")
     parser.add_argument("--baseline-repeats", type=int, default=0,
                         help="timed runs for the straightforward path (default: --repeats)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed runs before each timed stage (on a VM whose memory is slow on first "
+                             "touch, 2-3 give steady-state figures)")
     parser.add_argument("--modules", type=int, default=140, help="modules of the v1 list to use (default all 140)")
     parser.add_argument("--cache-dir", default=".bench_cache", help="where the random checkpoint is kept")
     parser.add_argument("--out", help="also write the JSON report to this file")
     parser.add_argument("--profile", action="store_true",
                         help="also print torch.profiler's table of one features-to-LoRA call")
     args = parser.parse_args(argv)
+    global WARMUP
+    WARMUP = args.warmup
     report = run(args)
     if args.profile:
         print(profile_generation(args))
