@@ -14,7 +14,6 @@ import argparse
 import ctypes
 import gc
 import json
-import os
 import platform
 import statistics
 import threading

@@ -17,9 +17,8 @@ from .utils import (
     IDENTITY_SUBFOLDER,
     identity_file_path,
     list_identity_files,
-    next_free_path,
-    output_file_prefix,
     progress_bar,
+    save_in_output,
 )
 
 log = logging.getLogger(__name__)
@@ -182,12 +181,7 @@ class SaveIdentity:
         }
 
     def save(self, identity, filename_prefix: str):
-        folder, name, counter, subfolder = output_file_prefix(filename_prefix, "identity")
-        path, _ = next_free_path(folder, name, counter, ".safetensors")
-        identity.save(path)
-        rel = "/".join(p for p in (subfolder.replace("\\", "/"), path.replace("\\", "/").rsplit("/", 1)[-1]) if p)
-        log.info("Saved HyperLoRA identity to %s", path)
-        return {"ui": {"text": [rel]}, "result": (rel,)}
+        return save_in_output(filename_prefix, "identity", identity.save)
 
 
 class LoadIdentity:

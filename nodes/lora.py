@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 
@@ -11,7 +10,7 @@ from ..hyperlora_core import TRIGGER_WORDS, lora_metadata, save_lora
 from ..hyperlora_core.errors import HyperLoRAError
 from .identity import HYPERLORA_IDENTITY
 from .loaders import HYPERLORA_MODEL
-from .utils import CATEGORY, comfy_module, next_free_path, output_file_prefix
+from .utils import CATEGORY, comfy_module, save_in_output
 
 log = logging.getLogger(__name__)
 
@@ -217,10 +216,5 @@ class SaveLoRA:
                 "The LoRA to save is empty (the base_lora output is empty when the checkpoint has no "
                 "Base-LoRA weights); connect id_lora.")
         lora_layers(lora)
-        folder, name, counter, subfolder = output_file_prefix(filename_prefix, "LoRA")
-        path, _ = next_free_path(folder, name, counter, ".safetensors")
         meta = lora.metadata() if isinstance(lora, GeneratedLoRA) else lora_metadata(lora)
-        save_lora(lora, path, metadata=meta)
-        rel = "/".join(p for p in (subfolder.replace("\\", "/"), os.path.basename(path)) if p)
-        log.info("Saved HyperLoRA LoRA to %s", path)
-        return {"ui": {"text": [rel]}, "result": (rel,)}
+        return save_in_output(filename_prefix, "LoRA", lambda path: save_lora(lora, path, metadata=meta))

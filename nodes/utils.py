@@ -189,6 +189,20 @@ def output_file_prefix(filename_prefix: str, what: str) -> tuple[str, str, int, 
     return folder, name, counter, subfolder
 
 
+def save_in_output(filename_prefix: str, what: str, write) -> dict:
+    """Write a new `.safetensors` file under ComfyUI's output folder with its counter naming.
+
+    `write(path)` writes the file (and refuses an existing one); returns the node's result, the
+    file name relative to the output folder.
+    """
+    folder, name, counter, subfolder = output_file_prefix(filename_prefix, what)
+    path, _ = next_free_path(folder, name, counter, ".safetensors")
+    write(path)
+    rel = "/".join(p for p in (subfolder.replace("\\", "/"), os.path.basename(path)) if p)
+    log.info("Saved HyperLoRA %s to %s", what, path)
+    return {"ui": {"text": [rel]}, "result": (rel,)}
+
+
 def next_free_path(folder: str, name: str, counter: int, suffix: str) -> tuple[str, int]:
     """The first `{name}_{counter:05}_{suffix}` that does not exist yet (files are never overwritten)."""
     while True:
