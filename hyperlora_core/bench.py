@@ -82,6 +82,7 @@ class PeakMemory:
             self.peak_bytes = max(self._max, self._rss()) - self._base
 
 
+STAGES = ("load_checkpoint", "hypernet_forward", "coefficients_to_lora", "features_to_lora", "merge_into_unet")
 WARMUP = 1  # untimed runs before each measurement (--warmup)
 
 
@@ -159,15 +160,17 @@ def run(args) -> dict:
     def log(stage):
         print(f"[bench] {stage}: {json.dumps(stages[stage])}", flush=True)
 
-    loads = min(r, 3)  # reading 3 GB: a few runs are enough for a median
-    stages["load_checkpoint"] = compare(
-        measure(lambda: HyperLoRA.from_pretrained(folder, dtype, device), device, loads, warmup=0),
-        measure(lambda: straightforward_load(folder, dtype, device), device, min(rb, loads), warmup=0))
-    log("load_checkpoint")
+    want = set(args.stages)
+    if "load_checkpoint" in want:
+        loads = min(r, 3)  # reading 3 GB: a few runs are enough for a median
+        stages["load_checkpoint"] = compare(
+            measure(lambda: HyperLoRA.from_pretrained(folder, dtype, device), device, loads, warmup=0),
+            measure(lambda: straightforward_load(folder, dtype, device), device, min(rb, loads), warmup=0))
+        log("load_checkpoint")
     hl = HyperLoRA.from_pretrained(folder, dtype, device)
     report["compute_dtype"] = str(hl.compute_dtype).removeprefix("torch.")
 
-    for n in (1, 4):
+    for n in (1, 4) if "hypernet_forward" in want else ():
         arcface, clip = random_features(n, seed=n)
         stages[f"hypernet_forward_n{n}"] = compare(
             measure(lambda: hl.coefficients(arcface, clip), device, r),
@@ -178,28 +181,38 @@ def run(args) -> dict:
     coefficients = hl.coefficients(arcface, clip)
     with torch.no_grad():
         fast = hl.id_bank.mix(coefficients)
-        slow = hl.id_bank.mix_per_layer(coefficients)
-        stages["coefficients_to_lora"] = compare(
-            measure(lambda: hl.id_bank.mix(coefficients), device, r),
-            measure(lambda: hl.id_bank.mix_per_layer(coefficients), device, rb))
-    stages["coefficients_to_lora"]["max_abs_diff"] = max((fast[k].float() - slow[k].float()).abs().max().item() for k in fast)
-    log("coefficients_to_lora")
+        if "coefficients_to_lora" in want:
+            slow = hl.id_bank.mix_per_layer(coefficients)
+            stages["coefficients_to_lora"] = compare(
+                measure(lambda: hl.id_bank.mix(coefficients), device, r),
+                measure(lambda: hl.id_bank.mix_per_layer(coefficients), device, rb))
+            stages["coefficients_to_lora"]["max_abs_diff"] = max(
+                (fast[k].float() - slow[k].float()).abs().max().item() for k in fast)
+            log("coefficients_to_lora")
 
     def slow_generate():
         with torch.no_grad():
             return hl.id_bank.mix_per_layer(straightforward_coefficients(hl, arcface, clip))
 
-    stages["features_to_lora_n1"] = compare(
-        measure(lambda: hl.generate_id_lora(arcface, clip), device, r),
-        measure(slow_generate, device, rb))
-    forward = stages["hypernet_forward_n1"]["project"]["median_s"]
-    stages["features_to_lora_n1"]["ratio_to_forward_alone"] = round(
-        stages["features_to_lora_n1"]["project"]["median_s"] / forward, 3)
-    stages["features_to_lora_n1"]["peak_to_checkpoint"] = round(
-        stages["features_to_lora_n1"]["project"]["peak_mb"] / checkpoint_mb, 3)
-    log("features_to_lora_n1")
+    if "features_to_lora" in want:
+        stage = stages["features_to_lora_n1"] = compare(
+            measure(lambda: hl.generate_id_lora(arcface, clip), device, r),
+            measure(slow_generate, device, rb))
+        if "hypernet_forward_n1" in stages:
+            forward = stages["hypernet_forward_n1"]["project"]["median_s"]
+            stage["ratio_to_forward_alone"] = round(stage["project"]["median_s"] / forward, 3)
+        stage["peak_to_checkpoint"] = round(stage["project"]["peak_mb"] / checkpoint_mb, 3)
+        log("features_to_lora_n1")
+    if "merge_into_unet" in want:
+        stages["merge_into_unet"] = bench_merge(hl, fast, dtype, device, r, rb, report)
+        log("merge_into_unet")
+    return report
 
-    layers = lora_layers(fast)
+
+def bench_merge(hl: HyperLoRA, lora: dict, dtype: torch.dtype, device: torch.device, r: int, rb: int,
+                report: dict) -> dict:
+    """Merging the LoRA into random weights of the UNet's patched layers, in place."""
+    layers = lora_layers(lora)
     weights = unet_weights(hl, dtype, device)
     report["unet_layers_mb"] = round(sum(w.numel() * w.element_size() for w in weights.values()) / 2**20, 1)
 
@@ -207,14 +220,13 @@ def run(args) -> dict:
         for name, (up, down, scale) in layers.items():
             kernel(weights[name], up, down, 0.85 * scale)
 
-    stages["merge_into_unet"] = compare(measure(lambda: merge_all(merge_layer_), device, r),
-                                        measure(lambda: merge_all(merge_layer_straightforward), device, rb))
+    stage = compare(measure(lambda: merge_all(merge_layer_), device, r),
+                    measure(lambda: merge_all(merge_layer_straightforward), device, rb))
     probe = next(iter(layers))
     w0 = torch.randn_like(weights[probe], dtype=torch.float32).to(dtype)
     a, b = merge_layer_(w0.clone(), *layers[probe][:2], 0.85), merge_layer_straightforward(w0.clone(), *layers[probe][:2], 0.85)
-    stages["merge_into_unet"]["max_abs_diff_one_layer"] = (a.float() - b.float()).abs().max().item()
-    log("merge_into_unet")
-    return report
+    stage["max_abs_diff_one_layer"] = (a.float() - b.float()).abs().max().item()
+    return stage
 
 
 def profile_generation(args) -> str:
@@ -244,6 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=1,
                         help="untimed runs before each timed stage (on a VM whose memory is slow on first "
                              "touch, 2-3 give steady-state figures)")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), metavar="STAGE",
+                        help=f"stages to run (default all): {', '.join(STAGES)}")
     parser.add_argument("--modules", type=int, default=140, help="modules of the v1 list to use (default all 140)")
     parser.add_argument("--cache-dir", default=".bench_cache", help="where the random checkpoint is kept")
     parser.add_argument("--out", help="also write the JSON report to this file")
