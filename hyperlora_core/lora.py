@@ -76,6 +76,7 @@ class BasisBank(nn.Module):
         self.hyper_dim = hyper_dim
         self.rank = rank
         self.slots = layer_slots(modules)
+        self._token_cache: dict[tuple[str, torch.device], torch.Tensor] = {}
         # group name -> the slots in it, in buffer order
         self.groups: dict[str, list[LayerSlot]] = {}
         for slot in self.slots:
@@ -106,11 +107,11 @@ class BasisBank(nn.Module):
 
     def _tokens(self, name: str, device: torch.device) -> torch.Tensor:
         """Indices of the coefficient tokens of a group's layers (cached per device)."""
-        cache = self.__dict__.setdefault("_token_cache", {})
-        if (name, device) not in cache:
+        key = (name, device)
+        if key not in self._token_cache:
             role = name.split("_")[0]
-            cache[(name, device)] = torch.tensor([slot.token(role) for slot in self.groups[name]], device=device)
-        return cache[(name, device)]
+            self._token_cache[key] = torch.tensor([slot.token(role) for slot in self.groups[name]], device=device)
+        return self._token_cache[key]
 
     @property
     def dtype(self) -> torch.dtype:
