@@ -59,8 +59,13 @@ def kohya_key_plan(modules: list[ModuleSpec], rank: int) -> dict[str, tuple[int,
     return plan
 
 
-def _group_name(role: str, features: int) -> str:
-    return f"{role}_{features}"
+def group_by_shape(slots: list[LayerSlot]) -> dict[str, list[LayerSlot]]:
+    """`{role}_{features}` -> the layers whose bases of that role have the same shape, in order."""
+    groups: dict[str, list[LayerSlot]] = {}
+    for slot in slots:
+        for role in ROLES:
+            groups.setdefault(f"{role}_{slot.features(role)}", []).append(slot)
+    return groups
 
 
 class BasisBank(nn.Module):
@@ -77,11 +82,7 @@ class BasisBank(nn.Module):
         self.rank = rank
         self.slots = layer_slots(modules)
         self._token_cache: dict[tuple[str, torch.device], torch.Tensor] = {}
-        # group name -> the slots in it, in buffer order
-        self.groups: dict[str, list[LayerSlot]] = {}
-        for slot in self.slots:
-            for role in ROLES:
-                self.groups.setdefault(_group_name(role, slot.features(role)), []).append(slot)
+        self.groups = group_by_shape(self.slots)  # group name -> its slots, in buffer order
         for name, slots in self.groups.items():
             features = int(name.split("_")[1])
             self.register_buffer(

@@ -22,7 +22,7 @@ from torch import nn
 from ..checkpoint import ModuleSpec
 from ..constants import ARCFACE_DIM, TOKENS_PER_MODULE
 from ..hypernet import IDProjector, Resampler
-from ..lora import ROLES, LayerSlot, layer_slots
+from ..lora import group_by_shape, layer_slots
 from ..model import NORM_EPS
 from .lora_inject import layer_name
 
@@ -62,10 +62,7 @@ class TrainableBank(nn.Module):
         self.rank = rank
         self.modules_spec = modules
         self.slots = layer_slots(modules)
-        self.groups: dict[str, list[LayerSlot]] = {}
-        for slot in self.slots:
-            for role in ROLES:
-                self.groups.setdefault(f"{role}_{slot.features(role)}", []).append(slot)
+        self.groups = group_by_shape(self.slots)
         for name, slots in self.groups.items():
             features = int(name.split("_")[1])
             self.register_parameter(name, nn.Parameter(torch.empty(len(slots), hyper_dim, features * rank)))
