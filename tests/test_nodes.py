@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
-PACK = "hyperlora_studio_under_test"
+from pack import PACK, load_pack  # noqa: E402
 REFERENCE_IDS = {
     "HyperLoRAConfig", "HyperLoRALoader", "HyperLoRAFaceAttr", "HyperLoRAIDCond", "HyperLoRABaseCond",
     "HyperLoRAGenerateIDLoRA", "HyperLoRAGenerateBaseLoRA", "HyperLoRAApplyLoRA", "HyperLoRASaveLoRA",
@@ -29,17 +29,6 @@ REFERENCE_IDS = {
 CORE_TYPES = {"IMAGE", "MODEL", "CLIP", "CLIP_VISION", "CONDITIONING", "STRING", "LORA_MODEL", "INT", "FLOAT",
               "BOOLEAN"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
-
-
-def load_pack(name: str = PACK):
-    """Import the repository folder as ComfyUI does (importlib, folder as a package)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,14 @@ the real-ComfyUI tier checks the same files against a running server's /object_i
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from pack import load_pack
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
-PACK = "hyperlora_studio_under_test"
 
 # Core node types the workflows may use: their widgets in order (a seed has an extra
 # "control_after_generate" value, LoadImage an extra upload-button value) and their socket types.
@@ -40,16 +38,6 @@ WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # Combos whose choices come from the user's model folders: any file name is fine in a shared workflow.
 FOLDER_COMBOS = {("HLS_LoadHyperLoRA", "hyperlora_name"), ("HLS_LoadFaces", "face_model"),
                  ("HLS_LoadIdentity", "identity_name")}
-
-
-def load_pack():
-    if PACK in sys.modules:
-        return sys.modules[PACK]
-    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def our_layout(cls) -> dict:
