@@ -105,8 +105,11 @@ def spec_base_lora(folder: Path, clip: torch.Tensor):
     return _bases_to_lora(folder, coef, "base", torch.float32)
 
 
-def assert_lora_close(ours, expected, rtol):
+def assert_lora_close(ours, expected, rtol) -> float:
+    """Same keys in the same order and every tensor within rtol of the largest value; returns the
+    largest relative error seen."""
     assert list(ours) == list(expected), "same keys in the same order"
+    worst = 0.0
     for key, ref in expected.items():
         got = ours[key]
         assert got.device.type == "cpu"
@@ -114,6 +117,8 @@ def assert_lora_close(ours, expected, rtol):
         err = (got.double() - ref).abs().max().item()
         scale = ref.abs().max().item() or 1.0
         assert err <= rtol * scale, f"{key}: max error {err:.3g} vs scale {scale:.3g}"
+        worst = max(worst, err / scale)
+    return worst
 
 
 # Outputs are rounded to the dtype; the maths runs in float32 on the CPU.
@@ -131,6 +136,21 @@ def test_id_lora_equals_spec_maths(release_folder, dtype, photos):
     assert all(t.dtype == dtype for t in lora.values())
     # the reference sees the weights as stored (fp16 file) rounded to the requested dtype, like ours
     assert_lora_close(lora, spec_id_lora(release_folder, arcface, clip, dtype), TOLERANCE[dtype])
+
+
+# On the GPU the whole network runs in the weights' dtype, as the reference does there.
+CUDA_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 6e-2}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_id_lora_on_the_gpu_equals_spec_maths(release_folder, dtype):
+    arcface, clip = random_features(3, seed=3)
+    hl = HyperLoRA.from_pretrained(release_folder, dtype=dtype, device="cuda")
+    lora = hl.generate_id_lora(arcface, clip)
+    assert all(t.dtype == dtype and t.device.type == "cpu" for t in lora.values())
+    worst = assert_lora_close(lora, spec_id_lora(release_folder, arcface, clip, dtype), CUDA_TOLERANCE[dtype])
+    print(f"largest relative error on cuda in {dtype}: {worst:.2e}")
 
 
 def test_base_lora_equals_spec_maths(release_folder):
