@@ -49,9 +49,9 @@ class DataConfig:
 
 
 @dataclass
-class NetworkConfig:
-    init_from: str = ""  # a release folder to warm start from (fine-tuning); sizes then come from it
-    with_base: bool = False  # give a fresh network Base-LoRA parts (always on for the base stage)
+class NetworkShape:
+    """Sizes of a fresh network (a warm start takes them from the release's files instead)."""
+
     hyper_dim: int = 128
     rank: int = 8
     base_rank: int = 4
@@ -62,6 +62,16 @@ class NetworkConfig:
     id_tokens: int = 16
     id_width: int = 1024
     clip_width: int = 1024
+
+    def shape(self) -> "NetworkShape":
+        """Just the sizes (a NetworkConfig carries more)."""
+        return NetworkShape(**{f.name: getattr(self, f.name) for f in dataclasses.fields(NetworkShape)})
+
+
+@dataclass
+class NetworkConfig(NetworkShape):
+    init_from: str = ""  # a release folder to warm start from (fine-tuning); sizes then come from it
+    with_base: bool = False  # give a fresh network Base-LoRA parts (always on for the base stage)
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,28 +22,13 @@ from ..checkpoint import ModuleSpec
 from ..constants import ARCFACE_DIM, TOKENS_PER_MODULE
 from ..hypernet import IDProjector, Resampler
 from ..lora import group_by_shape, layer_slots
+from .config import NetworkShape
 from ..model import NORM_EPS
 from .lora_inject import layer_name
 
 log = logging.getLogger(__name__)
 
 KINDS = ("id", "base")
-
-
-@dataclass(frozen=True)
-class NetworkShape:
-    """Sizes of a fresh network (a warm start takes them from the release's files instead)."""
-
-    hyper_dim: int = 128
-    rank: int = 8
-    base_rank: int = 4
-    dim: int = 1024
-    depth: int = 4
-    inner: int = 768
-    ff_mult: int = 4
-    id_tokens: int = 16
-    id_width: int = 1024
-    clip_width: int = 1024
 
 
 def normalise(per_sample: torch.Tensor) -> torch.Tensor:

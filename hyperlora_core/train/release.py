@@ -25,7 +25,8 @@ from ..constants import (
     RESAMPLER_WEIGHTS,
 )
 from ..model import HyperLoRA, resolve_dtype
-from .network import NetworkShape, TrainableBank, TrainableHyperLoRA
+from .config import NetworkShape
+from .network import TrainableBank, TrainableHyperLoRA
 
 log = logging.getLogger(__name__)
 

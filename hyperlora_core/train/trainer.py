@@ -49,7 +49,7 @@ from .lora_inject import (
     inject,
     match_release_modules,
 )
-from .network import NetworkShape, TrainableHyperLoRA
+from .network import TrainableHyperLoRA
 from .release import export_release, shape_of, warm_start
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,7 @@ def build_network(config: Config,
                   unet_targets: list[AttentionTarget]) -> tuple[TrainableHyperLoRA, list[AttentionTarget]]:
     """A fresh network for the UNet's attention modules, or one warm-started from a release folder."""
     n = config.network
-    shape = NetworkShape(n.hyper_dim, n.rank, n.base_rank, n.dim, n.depth, n.inner, n.ff_mult,
-                         n.id_tokens, n.id_width, n.clip_width)
+    shape = n.shape()
     with_base = n.with_base or config.training.stage == "base"
     if not n.init_from:
         net = TrainableHyperLoRA([t.spec for t in unet_targets], shape, with_base)
