@@ -280,3 +280,20 @@ def test_core_never_unpickles():
             assert text.count("torch.load(") == text.count("weights_only=True"), path
         else:
             assert "torch.load(" not in text, path
+
+
+def test_core_never_imports_comfyui():
+    """hyperlora_core is usable without ComfyUI: no module of it imports ComfyUI's packages."""
+    import ast
+
+    comfy_roots = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "nodes", "server", "execution"}
+    root = Path(__file__).resolve().parent.parent / "hyperlora_core"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            assert not any(name.split(".")[0] in comfy_roots for name in names), f"{path}: imports {names}"
