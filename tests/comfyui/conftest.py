@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hls_comfy import CHECKPOINT_NAME, COMFYUI_DIR, HERE, PACK_DIR_NAME, ROOT, TEST_PACK
+from hls_comfy import CHECKPOINT_NAME, COMFYUI_DIR, HERE, PACK_DIR_NAME, ROOT, TEST_PACK, stop_process
 
 START_TIMEOUT = 300
 RUN_TIMEOUT = 600
@@ -157,12 +157,7 @@ def server(tmp_path_factory):
                 time.sleep(1)
         yield srv
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)
 
 
 @pytest.fixture(scope="session")

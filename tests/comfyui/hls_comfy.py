@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -11,6 +12,16 @@ TEST_PACK = HERE / "test_pack"
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_DIR_NAME = "hyperlora-studio"
 CHECKPOINT_NAME = "sdxl_hyper_id_lora_v1_fidelity"
+
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """Ask a server process to end; kill it if it has not within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
 
 # -- UI workflow -> API prompt -------------------------------------------------------------------
 

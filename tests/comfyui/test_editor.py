@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hls_comfy import ROOT
+from hls_comfy import ROOT, stop_process
 
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 SCREENSHOTS = Path(os.environ.get("HLS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "hyperlora-studio-screenshots"))
@@ -121,12 +121,7 @@ def browser(server, tmp_path_factory):
             time.sleep(0.5)
         yield pages[0]["webSocketDebuggerUrl"]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
 
 
 async def _open_load_and_shoot(ws_url: str, url: str, workflow: dict, name: str, shot: Path) -> dict:
