@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from .constants import ARCFACE_DIM, CLIP_TOKENS, CLIP_WIDTH
 from .errors import InputError
@@ -86,9 +86,9 @@ class IdentityFeatures:
         if not path.is_file():
             raise InputError(f"Identity file not found: {path}.")
         try:
-            tensors = load_file(str(path))
             with safe_open(str(path), framework="pt") as handle:
                 meta = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         except (SafetensorError, OSError) as exc:
             raise InputError(f"{path} is not a readable identity file ({exc}).") from exc
         if meta.get("format") != FORMAT or "arcface" not in tensors or "clip_tokens" not in tensors:
