@@ -28,10 +28,13 @@ TINY_MODULES = 22
 
 
 def test_pack_imports_with_no_import_failure(server):
+    """No custom node pack failed to import. ComfyUI's own optional extras (nodes_audio.py without
+    torchaudio, say) log "IMPORT FAILED: <file>" too; those are not custom nodes and are not ours."""
     log = server.log
-    assert "IMPORT FAILED" not in log, log
-    assert "Cannot import" not in log, log
-    assert f"custom_nodes/{PACK_DIR_NAME}" in log
+    custom = [line for line in log.splitlines() if "custom_nodes" in line]
+    failed = [line for line in custom if "IMPORT FAILED" in line or "Cannot import" in line]
+    assert not failed, log
+    assert any(f"custom_nodes/{PACK_DIR_NAME}" in line for line in custom), log
 
 
 def test_object_info_lists_every_node(object_info):
