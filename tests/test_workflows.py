@@ -8,6 +8,7 @@ the real-ComfyUI tier checks the same files against a running server's /object_i
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,27 @@ def test_positive_prompt_gets_the_trigger_words(path):
         assert "HLS_ApplyLoRA" in types_
         prompt = next(n for n in data["nodes"] if n["type"] == "HLS_TriggerPrompt")
         assert prompt["widgets_values"][1] is True
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_names_the_pack_and_links_its_models(path):
+    """Our nodes carry the registry id (a workflow opened without the pack names it under missing
+    nodes), loaders carry download links, and CLIP has the name README recommends. Stamping the file
+    again (scripts/stamp_workflows.py) changes nothing."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from stamp_workflows import CLIP_VISION_NAME, pack_id_and_version, render, stamp
+
+    text = path.read_text(encoding="utf-8")
+    assert render(stamp(json.loads(text))) == text, f"run scripts/stamp_workflows.py: {path.name} is not stamped"
+    pack, version = pack_id_and_version()
+    data = json.loads(text)
+    for node in data["nodes"]:
+        props = node["properties"]
+        if node["type"].startswith("HLS_"):
+            assert (props["cnr_id"], props["ver"]) == (pack, version)
+        if node["type"] in ("CLIPVisionLoader", "HLS_LoadHyperLoRA", "HLS_LoadFaces"):
+            assert props["models"], node["type"]
+            for link in props["models"]:
+                assert link["url"].startswith("https://huggingface.co/") and link["directory"], link
+        if node["type"] == "CLIPVisionLoader":
+            assert node["widgets_values"] == [CLIP_VISION_NAME]

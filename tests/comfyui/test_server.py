@@ -51,6 +51,7 @@ def test_model_folders_are_listed_through_folder_paths(object_info):
     assert object_info["HLS_LoadFaces"]["input"]["required"]["face_model"][0] == ["antelopev2"]
     clip_names = object_info["CLIPVisionLoader"]["input"]["required"]["clip_name"][0]
     assert "clip_vit_large_14/model.safetensors" in clip_names
+    assert "clip-vit-large-patch14.safetensors" in clip_names  # the name the shipped workflows use
 
 
 def _check_success(entry: dict, name: str) -> None:
