@@ -247,7 +247,9 @@ def list_repo(repo_id: str, revision: str, settings: HubSettings, report: Report
             if not retryable or attempt == LISTING_TRIES:
                 raise
             wait = 2 ** (attempt - 1)
-            report(f"  {repo_id}: {describe(exc, settings)}; trying again in {wait} s "
+            what = {"timeout": f"no answer within {settings.etag_timeout:g} s", "connect": "no connection",
+                    "dropped": "connection dropped"}.get(transport_kind(exc), f"HTTP {status}")
+            report(f"  {repo_id} at {settings.endpoint}: {what}; trying again in {wait} s "
                    f"(try {attempt + 1} of {LISTING_TRIES})")
             time.sleep(wait)
     files = {}
