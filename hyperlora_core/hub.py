@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import inspect
 import logging
 import os
 import time
@@ -307,9 +308,10 @@ def fetch(repo_id: str, repo_path: str, commit: str, destination: Path, listed: 
     staging = staging_folder(destination)
     try:
         staging.mkdir(parents=True, exist_ok=True)
+        extra = {"tqdm_class": _progress_bar} if "tqdm_class" in inspect.signature(hub.hf_hub_download).parameters else {}
         staged = Path(hub.hf_hub_download(
             repo_id, repo_path, revision=commit, local_dir=staging, endpoint=settings.endpoint,
-            etag_timeout=settings.etag_timeout, tqdm_class=_progress_bar,
+            etag_timeout=settings.etag_timeout, **extra,
         ))
     except Exception as exc:  # noqa: BLE001 - disk faults first: a retry would not fix them
         problem = disk_error(exc, destination)
