@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -417,3 +418,15 @@ def test_module_entry_point_honours_hf_endpoint(hub, models):
     proc = run_process(hub.url, "--models-dir", str(models), "--only", "face", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (models / "insightface" / "models" / "antelopev2" / "glintr100.onnx").is_file()
+
+
+def test_inside_comfyui_custom_nodes_the_default_is_comfyuis_models_folder(tmp_path):
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models").mkdir(parents=True)
+    pack = comfyui / "custom_nodes" / "hyperlora-studio"
+    shutil.copytree(ROOT / "hyperlora_core", pack / "hyperlora_core", ignore=shutil.ignore_patterns("__pycache__"))
+    code = "from hyperlora_core.download import default_models_dir; print(default_models_dir())"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(pack)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(comfyui / "models")
