@@ -20,11 +20,11 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+# The console script `hyperlora-studio` (pip install ".[cli]") runs the same main().
 PROG = "python -m hyperlora_core"
 MODELS_DIR_DEFAULT = (
     "ComfyUI's models folder when this pack sits in ComfyUI/custom_nodes/, else ./models (in the current folder)"
 )
-# The console script `hyperlora-studio` (pip install ".[cli]") runs the same main().
 
 
 class UsageError(HyperLoRAError):
@@ -523,8 +523,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except KeyboardInterrupt:
-        resume = "; run the same command again to resume" if "download" in argv else ""
-        print(f"error: interrupted{resume}", file=sys.stderr)
+        again = ("; the files already complete are kept, run the same command again for the rest"
+                 if "download" in argv else "")
+        print(f"error: interrupted{again}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last resort keeps the one-line promise
         _error(exc, debug, unexpected=True)
