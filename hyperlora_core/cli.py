@@ -290,6 +290,8 @@ def _check_new_file(path: Path, option: str) -> Path:
         raise UsageError(f"{option} {path} must end in .safetensors")
     if path.exists():
         raise HyperLoRAError(f"{path} already exists and will not be overwritten; choose another name for {option}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise HyperLoRAError(f"the folder of {option} {path} is a file, not a folder: {path.parent}")
     if not path.parent.is_dir():
         raise HyperLoRAError(f"the folder of {option} {path} does not exist: {path.parent}; create it or choose another")
     try:

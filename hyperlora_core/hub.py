@@ -106,7 +106,9 @@ def hub_session(settings: HubSettings, report: Report) -> Iterator[None]:
     (reconnects, retries) as report lines instead of multi-line log records."""
     constants = _hub().constants
     saved_timeout = constants.HF_HUB_DOWNLOAD_TIMEOUT
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = settings.download_timeout  # read by each transfer
+    # huggingface_hub reads HF_HUB_DOWNLOAD_TIMEOUT from the environment once, at import, and its
+    # transfers read this module constant: set it from the environment as it is now.
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = settings.download_timeout
     hub_logger = logging.getLogger("huggingface_hub")
     saved = (hub_logger.handlers[:], hub_logger.propagate)
     forward = _ForwardHandler(report)
@@ -242,6 +244,13 @@ def list_repo(repo_id: str, revision: str, settings: HubSettings, report: Report
         try:
             info = api.model_info(repo_id, revision=revision, files_metadata=True, timeout=settings.etag_timeout)
             break
+        except ValueError as exc:  # JSON that is not the Hub's (an HTML page from a proxy, a wrong HF_ENDPOINT)
+            if is_hub_fault(exc):
+                raise
+            raise DownloadError(
+                f"{settings.endpoint} did not answer the listing of {repo_id} as the Hugging Face Hub does "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); check HF_ENDPOINT and any proxy"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - sorted below: only network faults are retried
             status = getattr(getattr(exc, "response", None), "status_code", None)
             retryable = transport_kind(exc) is not None or status in (429, 500, 502, 503, 504)
@@ -317,9 +326,12 @@ def fetch(repo_id: str, repo_path: str, commit: str, destination: Path, listed: 
         problem = disk_error(exc, destination)
         if problem is not None:
             raise problem from exc
-        if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
-            first = " ".join(str(exc).split(".")[0].split())
-            raise DownloadError(f"{repo_path}: the transfer ended early or with extra bytes ({first})") from exc
+        if is_hub_fault(exc):
+            raise  # the caller words it
+        if isinstance(exc, OSError) and exc.errno is None:
+            # huggingface_hub's check that the bytes received are as many as announced.
+            first = str(exc).splitlines()[0].split(" (")[0] if str(exc) else type(exc).__name__
+            raise DownloadError(f"{repo_path}: the transfer ended with the wrong size ({first})") from exc
         raise
     try:
         got = staged.stat().st_size

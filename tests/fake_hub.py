@@ -44,6 +44,8 @@ class FakeHub:
     interrupt_once: dict[str, int] = field(default_factory=dict)
     # path in repo -> send this many bytes of the first GET, then go silent; later GETs get no answer
     stall_after: dict[str, int] = field(default_factory=dict)
+    # the listing answers with this instead of the Hub's JSON (a proxy's login page)
+    listing_instead: bytes | None = None
     release: threading.Event = field(default_factory=threading.Event)
     _servers: list = field(default_factory=list)
 
@@ -110,6 +112,8 @@ def _handler(hub: FakeHub, role: str):
                 "createdAt": "2025-03-20T00:00:00.000Z", "lastModified": "2025-03-20T00:00:00.000Z",
                 "siblings": siblings,
             }).encode()
+            if hub.listing_instead is not None:
+                return self._send(200, hub.listing_instead, {"Content-Type": "text/html"})
             self._send(200, body, {"Content-Type": "application/json"})
 
         def _record(self, method: str, path: str) -> None:

@@ -248,6 +248,13 @@ def test_unwritable_out_folder_is_refused_before_any_model_loads(setup, capsys):
     assert "Finding faces" not in out
 
 
+def test_out_folder_that_is_a_file_is_named_as_such(setup, capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    code, _, err = run(capsys, "generate", "--photos", setup["one"], "--out", tmp_path / "notes.txt" / "x.safetensors",
+                       "--models-dir", setup["models"])
+    assert code == 1 and "is a file, not a folder" in one_line_error(err)
+
+
 def test_a_device_given_as_a_photo_is_not_called_missing(setup, capsys, tmp_path):
     code, _, err = run(capsys, "generate", "--photos", "/dev/zero", "--out", tmp_path / "x.safetensors",
                        "--models-dir", setup["models"])

@@ -278,6 +278,14 @@ def test_verify_rehashes_files_in_place(hub, models, capsys):
     assert target.read_bytes() == hub.repos[ANTELOPEV2_REPO_ID]["scrfd_10g_bnkps.onnx"]
 
 
+def test_listing_that_is_not_the_hubs_json_is_named(hub, models, capsys):
+    hub.listing_instead = b"<html><body>Please log in to the guest Wi-Fi</body></html>"
+    code, _, err = run(capsys, "--models-dir", str(models), "--only", "face")
+    assert code == 1
+    assert "did not answer the listing of DIAMONIK7777/antelopev2 as the Hugging Face Hub does" in one_line(err)
+    assert "HF_ENDPOINT" in err
+
+
 def test_missing_file_in_the_repository_is_reported(hub, models, capsys):
     del hub.repos[ANTELOPEV2_REPO_ID]["glintr100.onnx"]
     code, _, err = run(capsys, "--models-dir", str(models), "--only", "face")
