@@ -20,6 +20,7 @@ fetched again; a file of the wrong size in place is replaced once the new one is
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +243,9 @@ def _missing_message(plan: Sequence[PlannedFile], prefix: str) -> str:
 def ensure_models_dir(models_dir: Path, report: Report) -> None:
     """Create the models folder when it is missing; a disk problem is said as such."""
     if models_dir.is_dir():
+        if not os.access(models_dir, os.W_OK | os.X_OK):
+            raise DiskError(f"cannot write into the models folder {models_dir} (permission denied); pass "
+                            "--models-dir a folder you can write to, or fix its permissions")
         return
     if models_dir.exists():
         raise DownloadError(f"the models folder {models_dir} is a file, not a folder; pass --models-dir a folder")

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -438,3 +439,25 @@ def test_inside_comfyui_custom_nodes_the_default_is_comfyuis_models_folder(tmp_p
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(comfyui / "models")
+
+
+def test_models_folder_without_write_permission_is_refused_before_any_download(hub):
+    folder = Path(tempfile.mkdtemp(prefix="hls-readonly-"))
+    try:
+        folder.chmod(0o755)
+        models = folder / "models"
+        models.mkdir(mode=0o555)
+        models.chmod(0o555)
+        # Root may write anywhere: run the command as "nobody" then (the code it runs is world-readable).
+        as_user = {"preexec_fn": lambda: os.setuid(65534)} if os.geteuid() == 0 else {}
+        try:
+            proc = run_process(hub.url, "--models-dir", str(models), "--only", "face", timeout=120, **as_user)
+        except (subprocess.SubprocessError, PermissionError) as exc:
+            pytest.skip(f"cannot run the command as another user here: {exc}")
+        if "Permission denied" in proc.stderr and "hyperlora_core" not in proc.stderr:
+            pytest.skip("the user 'nobody' cannot read the Python environment here")
+        assert proc.returncode == 1, proc.stderr
+        assert f"cannot write into the models folder {models}" in one_line(proc.stderr)
+        assert hub.requests == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
