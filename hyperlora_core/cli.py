@@ -20,7 +20,11 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+# The console script `hyperlora-studio` (pip install ".[cli]") runs the same main().
 PROG = "python -m hyperlora_core"
+MODELS_DIR_DEFAULT = (
+    "ComfyUI's models folder when this pack sits in ComfyUI/custom_nodes/, else ./models (in the current folder)"
+)
 
 
 class UsageError(HyperLoRAError):
@@ -50,15 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description=(
-            "HyperLoRA Studio without ComfyUI: download the model files into a ComfyUI models folder, "
-            "and turn photos of a person into an SDXL LoRA file."
+            "HyperLoRA Studio without ComfyUI: download the model files into a models folder (ComfyUI's or "
+            "any other), and turn photos of a person into an SDXL LoRA file."
         ),
         epilog="Exit codes: 0 done, 1 failed, 2 bad usage. Run a command with --help for its options.",
     )
     _add_common(parser)
-    sub = parser.add_subparsers(dest="command", metavar="{download,generate}", parser_class=_Parser)
-    _add_download_parser(sub)
-    _add_generate_parser(sub)
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}", parser_class=_Parser)
+    for add_parser in COMMANDS.values():
+        add_parser(sub)
     return parser
 
 
@@ -75,12 +79,12 @@ def _add_download_parser(sub) -> None:
         description=(
             "Fetch the model files into the folders ComfyUI and the HyperLoRA nodes read: "
             "the HyperLoRA release into MODELS/hyperlora/<variant>/, OpenAI CLIP ViT-L/14 into "
-            "MODELS/clip_vision/clip-vit-large-patch14.safetensors (plus config.json in "
-            "MODELS/hyper_lora/clip_vit/clip_vit_large_14/ for the command line), and the antelopev2 face "
-            "models into MODELS/insightface/models/antelopev2/. Files already there are skipped, an "
-            "interrupted download resumes, every file is checked against the size and hash the Hub lists. "
-            "Uses Hugging Face Hub settings from the environment: HF_ENDPOINT (a mirror), HF_TOKEN, "
-            "HF_HUB_OFFLINE=1 (no network: only checks what is there)."
+            "MODELS/clip_vision/clip-vit-large-patch14.safetensors, and the antelopev2 face models into "
+            "MODELS/insightface/models/antelopev2/. Files already there are skipped; each file arrives under "
+            "its final name only once its size and hash match what the Hub lists. Uses huggingface_hub and "
+            "its settings from the environment: HF_ENDPOINT (a mirror), HF_TOKEN, HF_HUB_OFFLINE=1 (no "
+            "network: only checks what is there), HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT (seconds, "
+            "default 10)."
         ),
         epilog=(
             "Licences: HyperLoRA weights CC BY-NC 4.0 (non-commercial); insightface antelopev2 models "
@@ -91,9 +95,9 @@ def _add_download_parser(sub) -> None:
     p.add_argument(
         "--models-dir",
         type=Path,
-        required=True,
         metavar="MODELS",
-        help="the models folder of your ComfyUI installation (the one holding checkpoints/ and loras/)",
+        help=f"where the models go, created when missing: the models folder of your ComfyUI (the one holding "
+        f"checkpoints/ and loras/) or any folder; default: {MODELS_DIR_DEFAULT}",
     )
     p.add_argument(
         "--variant",
@@ -128,20 +132,23 @@ def _add_download_parser(sub) -> None:
     p.set_defaults(run=_run_download)
 
 
+def _models_dir(args: argparse.Namespace) -> Path:
+    from .download import default_models_dir
+
+    return args.models_dir.expanduser() if args.models_dir else default_models_dir()
+
+
 def _run_download(args: argparse.Namespace) -> int:
     from .download import VARIANT_CHOICES, run_download
 
-    if not args.models_dir.expanduser().is_dir():
-        raise UsageError(
-            f"--models-dir {args.models_dir} is not a folder; pass the models folder of your ComfyUI "
-            "(the one holding checkpoints/ and loras/)"
-        )
-    models_dir = args.models_dir.expanduser()
+    models_dir = _models_dir(args)
     parts = args.only or ("hyperlora", "clip", "face")
+    _out(f"Models folder: {models_dir.absolute()}")
     run_download(models_dir, VARIANT_CHOICES[args.variant], parts=parts, dry_run=args.dry_run,
                  verify=args.verify, report=_out)
     if not args.dry_run and set(parts) == {"hyperlora", "clip", "face"}:
-        _out(f"Next: {PROG} generate --photos PHOTO [PHOTO ...] --out my_face.safetensors --models-dir {models_dir}"
+        where = f" --models-dir {models_dir}" if args.models_dir else ""
+        _out(f"Next: {PROG} generate --photos PHOTO [PHOTO ...] --out my_face.safetensors{where}"
              + (" --variant edit" if args.variant == "edit" else ""))
         _out("In ComfyUI: pick clip-vit-large-patch14.safetensors in 'Load CLIP Vision' and the HyperLoRA "
              "folder in 'Load HyperLoRA' (refresh the page first).")
@@ -183,7 +190,7 @@ def _add_generate_parser(sub) -> None:
         metavar="PHOTO",
         help=(
             "photos of the person (JPEG, PNG, WebP...; a folder stands for the images in it); one face is "
-            "used per photo, photos without a face are left out"
+            "used per photo; a photo without a face stops the command with its name (see --skip-no-face)"
         ),
     )
     source.add_argument(
@@ -204,9 +211,10 @@ def _add_generate_parser(sub) -> None:
         type=Path,
         metavar="MODELS",
         help=(
-            "the ComfyUI models folder the download command filled; the models are looked up in "
-            "hyperlora/<variant>/ (or hyper_lora/hyper_lora/<variant>/), hyper_lora/clip_vit/clip_vit_large_14/ "
-            "or clip_vision/clip-vit-large-patch14.safetensors, and insightface/models/antelopev2/"
+            "the models folder the download command filled; the models are looked up in "
+            "hyperlora/<variant>/ (or hyper_lora/hyper_lora/<variant>/), clip_vision/clip-vit-large-patch14.safetensors "
+            f"(or hyper_lora/clip_vit/clip_vit_large_14/), and insightface/models/antelopev2/; default, as for "
+            f"download: {MODELS_DIR_DEFAULT}"
         ),
     )
     p.add_argument(
@@ -251,6 +259,9 @@ def _add_generate_parser(sub) -> None:
         help="which face to use in a photo with several: largest, most_confident, or an index counted "
         "from the left (0 = leftmost) (default: largest)",
     )
+    p.add_argument("--skip-no-face", action="store_true",
+                   help="leave out a photo in which no face is found (named in the output) instead of stopping; "
+                   "the command still stops when no photo has a face")
     p.add_argument("--keep-background", action="store_true",
                    help="do not grey out the background around the face in the CLIP crop (the release was "
                    "trained with it greyed out, the default)")
@@ -271,13 +282,26 @@ class _Models:
 
 
 def _check_new_file(path: Path, option: str) -> Path:
+    """A file to write: new, in a folder that exists and takes files (checked before any work)."""
+    import tempfile
+
     path = path.expanduser()
     if path.suffix.lower() != ".safetensors":
         raise UsageError(f"{option} {path} must end in .safetensors")
     if path.exists():
         raise HyperLoRAError(f"{path} already exists and will not be overwritten; choose another name for {option}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise HyperLoRAError(f"the folder of {option} {path} is a file, not a folder: {path.parent}")
     if not path.parent.is_dir():
-        raise HyperLoRAError(f"the folder of {option} {path} does not exist: {path.parent}")
+        raise HyperLoRAError(f"the folder of {option} {path} does not exist: {path.parent}; create it or choose another")
+    try:
+        with tempfile.TemporaryFile(dir=path.parent, prefix=".hyperlora-probe-"):
+            pass
+    except OSError as exc:
+        raise HyperLoRAError(
+            f"cannot write into the folder of {option} {path} ({exc.strerror or exc}); choose a folder you can "
+            "write to"
+        ) from exc
     return path
 
 
@@ -294,6 +318,8 @@ def _expand_photos(paths: Sequence[Path]) -> list[Path]:
             photos.extend(found)
         elif path.is_file():
             photos.append(path)
+        elif path.exists():
+            raise InputError(f"photo {path} is not a regular file (a device or a pipe?); pass an image file")
         else:
             raise InputError(f"photo not found: {path}")
     return photos
@@ -303,16 +329,13 @@ def _find_models(args: argparse.Namespace, need_faces: bool) -> _Models:
     from .clip_encoder import find_clip_vision
     from .download import REFERENCE_HYPERLORA_FOLDER, VARIANT_CHOICES
 
-    models_dir = args.models_dir.expanduser() if args.models_dir else None
-    if models_dir is None and not (args.hyperlora and (args.clip or not need_faces)
-                                   and (args.face_models or not need_faces)):
-        raise UsageError(
-            "say where the models are: --models-dir (the ComfyUI models folder the download command filled), "
-            "or --hyperlora, --clip and --face-models"
-        )
+    given = bool(args.hyperlora and (args.clip or not need_faces) and (args.face_models or not need_faces))
+    models_dir = None if given and not args.models_dir else _models_dir(args)
+    where = f" --models-dir {args.models_dir}" if args.models_dir else ""
+    get = f"run '{PROG} download{where}'"
     if models_dir is not None and not models_dir.is_dir():
-        raise UsageError(f"--models-dir {models_dir} is not a folder")
-    get = f"run '{PROG} download --models-dir {models_dir}'" if models_dir else f"run '{PROG} download'"
+        default = "" if args.models_dir else " (the default; pass --models-dir to use another)"
+        raise HyperLoRAError(f"the models folder {models_dir}{default} does not exist; {get} first")
 
     variant = VARIANT_CHOICES[args.variant][0]
     if args.hyperlora:
@@ -337,8 +360,8 @@ def _find_models(args: argparse.Namespace, need_faces: bool) -> _Models:
             faces = args.face_models.expanduser()
         else:
             faces = models_dir / "insightface" / "models" / "antelopev2"
-        if not faces.is_dir() and not args.face_models:
-            raise HyperLoRAError(f"the antelopev2 face models are not in {faces}; {get}")
+            if not faces.is_dir():
+                raise HyperLoRAError(f"the antelopev2 face models are not in {faces}; {get}")
     return _Models(hyperlora, clip, faces)
 
 
@@ -355,6 +378,48 @@ def _device_and_dtypes(args: argparse.Namespace):
     return device, dtype, clip_dtype
 
 
+def _analyze_photos(args: argparse.Namespace, photos: list[Path], analyzer, choice) -> list:
+    """The face of each photo, in order; every error names the photo's file."""
+    from .errors import InputError, NoFaceError
+    from .images import load_image
+
+    results, skipped = [], []
+    for i, photo in enumerate(photos):
+        try:
+            rgb = load_image(photo)
+            result = analyzer.analyze_photo(rgb, i, choice, remove_background=not args.keep_background,
+                                            grey=args.grey)
+        except HyperLoRAError as exc:
+            text = str(exc).replace(f"Photo {i} ", "this photo ")
+            raise type(exc)(text if str(photo) in text else f"{photo}: {text}") from exc
+        except Exception as exc:  # noqa: BLE001 - a fault deep in the face models: say which photo
+            raise InputError(f"{photo}: the face analysis failed ({type(exc).__name__}: {exc})") from exc
+        if result is None:
+            size = f"{rgb.shape[1]}x{rgb.shape[0]}"
+            if not args.skip_no_face:
+                raise NoFaceError(
+                    f"No face was found in {photo} ({size}). Use photos where the face is clearly visible: frontal "
+                    "or nearly so, sharp, well lit, not covered (sunglasses, masks, hands) and at least about 64 px "
+                    f"wide; or pass --skip-no-face to leave such photos out. If no photo ever gives a face, check "
+                    f"that {analyzer.folder} holds the real insightface antelopev2 models."
+                )
+            _out(f"  {photo.name}: no face found ({size}), left out (--skip-no-face)")
+            skipped.append(photo)
+        elif result.n_faces == 1:
+            _out(f"  {photo.name}: 1 face (detection score {result.det_score:.2f})")
+        else:
+            _out(f"  {photo.name}: {result.n_faces} faces, using face {result.face_index} counted from the left "
+                 f"({choice if isinstance(choice, str) else 'by index'}; detection score {result.det_score:.2f})")
+        if result is not None:
+            results.append(result)
+    if not results:
+        raise NoFaceError(
+            f"No face was found in any of the photos ({', '.join(str(p) for p in skipped)}). Use photos where the "
+            "face is clearly visible, and check that the face models are the real insightface antelopev2 models."
+        )
+    return results
+
+
 def _identity_from_photos(args: argparse.Namespace, photos: list[Path], models: _Models, device, clip_dtype,
                           with_base: bool):
     import torch
@@ -366,18 +431,7 @@ def _identity_from_photos(args: argparse.Namespace, photos: list[Path], models: 
     choice = check_choice(args.face)
     _out(f"Finding faces in {len(photos)} photo(s) with {models.faces} ...")
     analyzer = FaceAnalyzer(models.faces, provider=args.provider)
-    results = analyzer.analyze([str(p) for p in photos], choice=choice,
-                               remove_background=not args.keep_background, grey=args.grey)
-    by_index = {r.index: r for r in results}
-    for i, photo in enumerate(photos):
-        r = by_index.get(i)
-        if r is None:
-            _out(f"  {photo.name}: no face found, left out")
-        elif r.n_faces == 1:
-            _out(f"  {photo.name}: 1 face (detection score {r.det_score:.2f})")
-        else:
-            _out(f"  {photo.name}: {r.n_faces} faces, using face {r.face_index} counted from the left "
-                 f"({choice if isinstance(choice, str) else 'by index'}; detection score {r.det_score:.2f})")
+    results = _analyze_photos(args, photos, analyzer, choice)
 
     _out(f"Encoding {len(results)} face crop(s) with CLIP ViT-L/14 from {models.clip} ...")
     encoder = ClipVisionEncoder.load(models.clip, device=device, dtype=clip_dtype)
@@ -437,6 +491,12 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------
 
+# Subcommand name -> the function that adds its parser (which sets `run`). Register a new one here.
+COMMANDS = {
+    "download": _add_download_parser,
+    "generate": _add_generate_parser,
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
@@ -454,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "run", None) is None:
-            raise UsageError(f"say which command to run: download or generate (see {PROG} --help)")
+            raise UsageError(f"say which command to run: {' or '.join(COMMANDS)} (see {PROG} --help)")
         return args.run(args)
     except UsageError as exc:
         _error(exc, debug)
@@ -465,8 +525,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except KeyboardInterrupt:
-        resume = "; run the same command again to resume" if "download" in argv else ""
-        print(f"error: interrupted{resume}", file=sys.stderr)
+        again = ("; the files already complete are kept, run the same command again for the rest"
+                 if "download" in argv else "")
+        print(f"error: interrupted{again}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last resort keeps the one-line promise
         _error(exc, debug, unexpected=True)

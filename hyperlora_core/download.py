@@ -1,44 +1,38 @@
 """Fetch the model files HyperLoRA needs into the folders ComfyUI and the nodes read.
 
-Three downloads, each from a Hugging Face repository, through ``huggingface_hub`` (so
-``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``HF_TOKEN`` work as usual):
+Three downloads, each from a Hugging Face repository, through ``huggingface_hub`` (see
+:mod:`hyperlora_core.hub` for the settings it honours):
 
-* the HyperLoRA release folder(s) from ``bytedance-research/HyperLoRA``
-  into ``models/hyperlora/<variant>/``;
-* OpenAI's CLIP ViT-L/14 from ``openai/clip-vit-large-patch14``: its ``model.safetensors`` goes to
-  ``models/clip_vision/clip-vit-large-patch14.safetensors`` (the name and file ComfyUI-Manager
-  installs for "CLIPVision model (openai/clip-vit-large)", read by the core "Load CLIP Vision"
-  node), and the Hugging Face folder the command line and the reference nodes read,
-  ``models/hyper_lora/clip_vit/clip_vit_large_14/`` (``config.json`` plus a hard link to the same
-  weights, so the 1.7 GB are stored once);
+* the HyperLoRA release folder(s) from ``bytedance-research/HyperLoRA`` into
+  ``models/hyperlora/<variant>/``;
+* the weights of OpenAI's CLIP ViT-L/14 from ``openai/clip-vit-large-patch14`` as
+  ``models/clip_vision/clip-vit-large-patch14.safetensors``: the name and file ComfyUI-Manager
+  installs for "CLIPVision model (openai/clip-vit-large)", read by the core "Load CLIP Vision" node
+  and by ``generate`` (which needs no config file beside it);
 * the antelopev2 face models the face pipeline uses (detector, 106-point landmarks, recognition)
   from ``DIAMONIK7777/antelopev2`` (the mirror PuLID and InstantID users fetch) into
   ``models/insightface/models/antelopev2/``.
 
-A file is written as ``<name>.incomplete`` next to its final name and renamed only once its size
-and hash match what the Hub lists, so a final name never holds half a file; an interrupted
-download resumes from the ``.incomplete`` file on the next run. Files already in place (also in
-the reference pack's ``models/hyper_lora/hyper_lora/`` layout) are not fetched again.
+Files already in place (also in the reference pack's ``models/hyper_lora/...`` layout) are not
+fetched again; a file of the wrong size in place is replaced once the new one is whole.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
 import os
-import time
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
-from urllib.parse import urlparse
+from typing import Iterable, Sequence
 
 from .constants import ANTELOPEV2_FILES, HF_REPO_ID, MODULES_JSON, RELEASE_FILES, VARIANTS
-from .errors import HyperLoRAError
+from .hub import (DiskError, DownloadError, HubSettings, ListedFile, Report, clean_staging, describe,
+                  disk_error, fetch, hash_matches, hub_session, is_hub_fault, list_repo)
+
+__all__ = ["DownloadError", "DiskError", "run_download", "components_for", "default_models_dir"]
 
 logger = logging.getLogger(__name__)
-
-Report = Callable[[str], None]
 
 VARIANT_CHOICES = {
     "fidelity": ("sdxl_hyper_id_lora_v1_fidelity",),
@@ -50,16 +44,11 @@ PARTS = ("hyperlora", "clip", "face")
 CLIP_REPO_ID = "openai/clip-vit-large-patch14"
 CLIP_VISION_FILE = "clip-vit-large-patch14.safetensors"
 CLIP_HF_FOLDER = ("hyper_lora", "clip_vit", "clip_vit_large_14")
-CLIP_PROCESSOR_FOLDER = ("hyper_lora", "clip_processor", "clip_vit_large_14_processor")
 ANTELOPEV2_REPO_ID = "DIAMONIK7777/antelopev2"
 
 HYPERLORA_FOLDER = "hyperlora"
 REFERENCE_HYPERLORA_FOLDER = ("hyper_lora", "hyper_lora")
 ANTELOPEV2_FOLDER = ("insightface", "models", "antelopev2")
-
-INCOMPLETE_SUFFIX = ".incomplete"
-# Dropped connections resumed within one run (huggingface_hub may retry as well).
-TRANSFER_RETRIES = 3
 
 LICENCE_HYPERLORA = (
     "HyperLoRA weights (ByteDance): CC BY-NC 4.0, non-commercial use only, credit the authors "
@@ -75,8 +64,13 @@ LICENCE_ANTELOPEV2 = (
 )
 
 
-class DownloadError(HyperLoRAError):
-    """A model file could not be fetched or did not match what the Hub lists."""
+def default_models_dir() -> Path:
+    """ComfyUI's models folder when this pack sits in ``ComfyUI/custom_nodes/``, else ``./models``."""
+    pack = Path(__file__).resolve().parent.parent
+    comfyui = pack.parent.parent
+    if pack.parent.name == "custom_nodes" and (comfyui / "models").is_dir():
+        return comfyui / "models"
+    return Path.cwd() / "models"
 
 
 @dataclass(frozen=True)
@@ -87,8 +81,6 @@ class FileSpec:
     destination: Path
     # Complete copies elsewhere that count as present (the reference pack's layout).
     also_accepted: tuple[Path, ...] = ()
-    # Further names that should point at the same bytes (hard links, best effort).
-    links: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,22 +98,18 @@ class Component:
 
 @dataclass
 class PlannedFile:
-    """What will happen to one file."""
+    """What will happen to one file: "present", "download" or "replace" (wrong size in place)."""
 
     component: Component
     spec: FileSpec
-    size: int | None = None
-    sha256: str | None = None
-    git_sha1: str | None = None
+    listed: ListedFile | None = None
     present_at: Path | None = None
-    partial_bytes: int = 0
-    # "present", "download", "resume", "replace" (a file of the wrong size is in place), "unknown".
     action: str = "download"
     note: str = ""
 
     @property
     def needs_download(self) -> bool:
-        return self.action in ("download", "resume", "replace")
+        return self.action in ("download", "replace")
 
 
 @dataclass
@@ -130,7 +118,6 @@ class DownloadResult:
 
     plan: list[PlannedFile]
     downloaded: list[Path] = field(default_factory=list)
-    linked: list[Path] = field(default_factory=list)
     checked_online: bool = True
 
 
@@ -145,100 +132,43 @@ def components_for(models_dir: Path, variants: Sequence[str], parts: Iterable[st
                 raise DownloadError(f"unknown HyperLoRA variant {variant!r}; known: {', '.join(VARIANTS)}")
             target = models_dir / HYPERLORA_FOLDER / variant
             reference = models_dir.joinpath(*REFERENCE_HYPERLORA_FOLDER, variant)
-            # The module list last: a folder that has it looks complete to a loader, so it comes
-            # only after the weights are in.
+            # The module list last: a folder that has it looks complete to a loader.
             names = [n for n in RELEASE_FILES if n != MODULES_JSON] + [MODULES_JSON]
-            comps.append(
-                Component(
-                    key=f"hyperlora-{variant.rsplit('_', 1)[-1]}",
-                    title=f"HyperLoRA {variant}",
-                    repo_id=HF_REPO_ID,
-                    licence=LICENCE_HYPERLORA,
-                    manual=(
-                        f"download the folder {variant} of https://huggingface.co/{HF_REPO_ID}/tree/main "
-                        f"into {target}"
-                    ),
-                    files=tuple(
-                        FileSpec(f"{variant}/{n}", target / n, also_accepted=(reference / n,)) for n in names
-                    ),
-                )
-            )
+            comps.append(Component(
+                key=f"hyperlora-{variant.rsplit('_', 1)[-1]}",
+                title=f"HyperLoRA {variant}",
+                repo_id=HF_REPO_ID,
+                licence=LICENCE_HYPERLORA,
+                manual=f"download the folder {variant} of https://huggingface.co/{HF_REPO_ID}/tree/main into {target}",
+                files=tuple(FileSpec(f"{variant}/{n}", target / n, (reference / n,)) for n in names),
+            ))
     if "clip" in parts:
-        hf_folder = models_dir.joinpath(*CLIP_HF_FOLDER)
         vision_file = models_dir / "clip_vision" / CLIP_VISION_FILE
-        processor = models_dir.joinpath(*CLIP_PROCESSOR_FOLDER)
-        comps.append(
-            Component(
-                key="clip",
-                title="CLIP ViT-L/14 (OpenAI)",
-                repo_id=CLIP_REPO_ID,
-                licence=LICENCE_CLIP,
-                manual=(
-                    f"download https://huggingface.co/{CLIP_REPO_ID}/resolve/main/model.safetensors as "
-                    f"{vision_file} and config.json of the same repository into {hf_folder}"
-                ),
-                files=(
-                    FileSpec("config.json", hf_folder / "config.json"),
-                    FileSpec("preprocessor_config.json", processor / "preprocessor_config.json"),
-                    FileSpec(
-                        "model.safetensors",
-                        vision_file,
-                        also_accepted=(hf_folder / "model.safetensors",),
-                        links=(hf_folder / "model.safetensors",),
-                    ),
-                ),
-            )
-        )
+        comps.append(Component(
+            key="clip",
+            title="CLIP ViT-L/14 (OpenAI)",
+            repo_id=CLIP_REPO_ID,
+            licence=LICENCE_CLIP,
+            manual=f"download https://huggingface.co/{CLIP_REPO_ID}/resolve/main/model.safetensors as {vision_file}",
+            files=(FileSpec("model.safetensors", vision_file,
+                            (models_dir.joinpath(*CLIP_HF_FOLDER, "model.safetensors"),)),),
+        ))
     if "face" in parts:
         folder = models_dir.joinpath(*ANTELOPEV2_FOLDER)
-        comps.append(
-            Component(
-                key="antelopev2",
-                title="insightface antelopev2 face models",
-                repo_id=ANTELOPEV2_REPO_ID,
-                licence=LICENCE_ANTELOPEV2,
-                manual=(
-                    f"download {', '.join(ANTELOPEV2_FILES.values())} from "
-                    f"https://huggingface.co/{ANTELOPEV2_REPO_ID} (or unzip insightface's antelopev2.zip) "
-                    f"into {folder}"
-                ),
-                files=tuple(FileSpec(name, folder / name) for name in ANTELOPEV2_FILES.values()),
-            )
-        )
+        comps.append(Component(
+            key="antelopev2",
+            title="insightface antelopev2 face models",
+            repo_id=ANTELOPEV2_REPO_ID,
+            licence=LICENCE_ANTELOPEV2,
+            manual=(f"download {', '.join(ANTELOPEV2_FILES.values())} from https://huggingface.co/{ANTELOPEV2_REPO_ID} "
+                    f"(or unzip insightface's antelopev2.zip) into {folder}"),
+            files=tuple(FileSpec(name, folder / name) for name in ANTELOPEV2_FILES.values()),
+        ))
     return comps
 
 
 # --------------------------------------------------------------------------------------------
-# Environment
-
-
-def hub_endpoint() -> str:
-    """The Hub address, read now (huggingface_hub reads ``HF_ENDPOINT`` once, at import)."""
-    from huggingface_hub import constants
-
-    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
-
-
-def is_offline() -> bool:
-    from huggingface_hub import constants
-
-    value = os.environ.get("HF_HUB_OFFLINE", "")
-    return bool(getattr(constants, "HF_HUB_OFFLINE", False)) or value.strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-# --------------------------------------------------------------------------------------------
 # Planning
-
-
-def _incomplete_path(path: Path) -> Path:
-    return path.with_name(path.name + INCOMPLETE_SUFFIX)
-
-
-def _existing(spec: FileSpec) -> Path | None:
-    for candidate in (spec.destination, *spec.also_accepted):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _local_plan(components: Sequence[Component]) -> list[PlannedFile]:
@@ -246,90 +176,40 @@ def _local_plan(components: Sequence[Component]) -> list[PlannedFile]:
     for comp in components:
         for spec in comp.files:
             item = PlannedFile(comp, spec)
-            item.present_at = _existing(spec)
-            partial = _incomplete_path(spec.destination)
-            item.partial_bytes = partial.stat().st_size if partial.is_file() else 0
+            item.present_at = next((p for p in (spec.destination, *spec.also_accepted) if p.is_file()), None)
             if item.present_at is not None:
                 item.action = "present"
-            elif item.partial_bytes:
-                item.action = "resume"
             plan.append(item)
     return plan
 
 
-def _list_repo(repo_id: str, revision: str, endpoint: str) -> tuple[str | None, dict]:
-    """The commit and the listed files (size, hashes) of a repository, in one API call."""
-    from huggingface_hub import HfApi
-
-    info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, files_metadata=True)
-    return info.sha, {s.rfilename: s for s in (info.siblings or [])}
-
-
-def _fill_from_listing(plan: list[PlannedFile], endpoint: str, verify: bool, report: Report) -> dict[str, str]:
+def _fill_from_listing(plan: list[PlannedFile], settings: HubSettings, verify: bool, report: Report) -> dict[str, str]:
     """Add the listed sizes and hashes to the plan; returns repo -> commit to download from."""
-    listings: dict[tuple[str, str], tuple[str | None, dict]] = {}
+    listings: dict[tuple[str, str], tuple[str, dict[str, ListedFile]]] = {}
     commits: dict[str, str] = {}
     for item in plan:
         comp = item.component
         key = (comp.repo_id, comp.revision)
         if key not in listings:
-            listings[key] = _list_repo(comp.repo_id, comp.revision, endpoint)
+            listings[key] = list_repo(comp.repo_id, comp.revision, settings, report)
         commit, files = listings[key]
-        commits[comp.repo_id] = commit or comp.revision
-        sibling = files.get(item.spec.repo_path)
-        if sibling is None:
-            raise DownloadError(
-                f"{comp.repo_id} has no file {item.spec.repo_path} at revision {comp.revision}; "
-                f"{comp.manual}"
-            )
-        lfs = sibling.lfs
-        if lfs is not None:
-            # A dataclass, or a dict in huggingface_hub < 0.21.
-            item.size = lfs["size"] if isinstance(lfs, dict) else lfs.size
-            item.sha256 = lfs["sha256"] if isinstance(lfs, dict) else lfs.sha256
-        else:
-            item.size = sibling.size
-            item.git_sha1 = sibling.blob_id
-        if item.present_at is not None:
-            actual = item.present_at.stat().st_size
-            if item.size is not None and actual != item.size:
-                item.note = f"{item.present_at} has {actual:,} bytes, expected {item.size:,}"
-            elif verify and not _hash_matches(item.present_at, item):
-                item.note = f"{item.present_at} does not match the hash the Hub lists"
-            else:
-                continue
-            item.action = "replace"
-            item.present_at = None
+        commits[comp.repo_id] = commit
+        item.listed = files.get(item.spec.repo_path)
+        if item.listed is None:
+            raise DownloadError(f"{comp.repo_id} has no file {item.spec.repo_path} at revision {comp.revision}; "
+                                f"{comp.manual}")
+        if item.present_at is None:
             continue
-        usable_partial = item.partial_bytes and (item.size is None or item.partial_bytes <= item.size)
-        item.action = "resume" if usable_partial else "download"
+        actual = item.present_at.stat().st_size
+        if item.listed.size is not None and actual != item.listed.size:
+            item.note = f"{item.present_at} has {actual:,} bytes, expected {item.listed.size:,}"
+        elif verify and not hash_matches(item.present_at, item.listed):
+            item.note = f"{item.present_at} does not match the hash the Hub lists"
+        else:
+            continue
+        item.action = "replace"
+        item.present_at = None
     return commits
-
-
-def _hash_matches(path: Path, item: PlannedFile) -> bool:
-    if item.sha256:
-        return _sha256(path) == item.sha256.lower()
-    if item.git_sha1:
-        return _git_blob_sha1(path) == item.git_sha1.lower()
-    return True
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _git_blob_sha1(path: Path) -> str:
-    # Files outside LFS are listed by their git object id: sha1 of "blob <size>\0" + content.
-    digest = hashlib.sha1()
-    digest.update(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def human_size(n: int | None) -> str:
@@ -341,10 +221,6 @@ def human_size(n: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{n} B"
-
-
-# --------------------------------------------------------------------------------------------
-# Downloading
 
 
 def _missing_message(plan: Sequence[PlannedFile], prefix: str) -> str:
@@ -360,212 +236,60 @@ def _missing_message(plan: Sequence[PlannedFile], prefix: str) -> str:
     return f"{prefix}; " + "; ".join(parts)
 
 
-def _hub_error(name: str) -> type[BaseException]:
-    """An exception class of huggingface_hub, wherever this version keeps it (never matches if absent)."""
-    import huggingface_hub.utils as hub_utils
+# --------------------------------------------------------------------------------------------
+# Running
 
+
+def ensure_models_dir(models_dir: Path, report: Report) -> None:
+    """Create the models folder when it is missing; a disk problem is said as such."""
+    if models_dir.is_dir():
+        if not os.access(models_dir, os.W_OK | os.X_OK):
+            raise DiskError(f"cannot write into the models folder {models_dir} (permission denied); pass "
+                            "--models-dir a folder you can write to, or fix its permissions")
+        return
+    if models_dir.exists():
+        raise DownloadError(f"the models folder {models_dir} is a file, not a folder; pass --models-dir a folder")
     try:
-        from huggingface_hub import errors as hub_errors
-    except ImportError:  # huggingface_hub < 0.24
-        hub_errors = None
-    found = getattr(hub_errors, name, None) or getattr(hub_utils, name, None)
-    return found if isinstance(found, type) else type(f"_Absent{name}", (Exception,), {})
-
-
-def _describe_hub_error(exc: BaseException, endpoint: str) -> str:
-    if isinstance(exc, _hub_error("OfflineModeIsEnabled")):
-        return "offline mode is on (HF_HUB_OFFLINE is set)"
-    if isinstance(exc, _hub_error("GatedRepoError")):
-        return "the repository needs a Hugging Face login (set HF_TOKEN)"
-    if isinstance(exc, _hub_error("RepositoryNotFoundError")):
-        return f"repository not found on {endpoint}"
-    if isinstance(exc, _hub_error("RevisionNotFoundError")):
-        return f"revision not found on {endpoint}"
-    if isinstance(exc, _hub_error("HfHubHTTPError")):
-        status = getattr(getattr(exc, "response", None), "status_code", "?")
-        return f"{endpoint} answered HTTP {status}"
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"could not reach {endpoint} ({type(exc).__name__}: {text})"
-
-
-def _hub_errors() -> tuple[type[BaseException], ...]:
-    """Network and Hub errors: a run stopped by one of these can be resumed later. huggingface_hub
-    talks through httpx2 (2.x), httpx (1.x) or requests (0.x)."""
-    import importlib
-
-    found: list[type[BaseException]] = [_hub_error("HfHubHTTPError"), _hub_error("OfflineModeIsEnabled")]
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
-                         ("requests.exceptions", "RequestException")):
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(found)
-
-
-def _call(fn: Callable, *args, **kwargs):
-    """Call a huggingface_hub function with the keyword arguments this version of it takes."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return fn(*args, **kwargs)
-
-
-def _progress_bar(**kwargs):
-    """tqdm on stderr that hides itself when stderr is not a terminal (logs, tests)."""
-    from tqdm.auto import tqdm
-
-    kwargs.setdefault("disable", None)
-    kwargs.setdefault("mininterval", 0.5)
-    return tqdm(**kwargs)
-
-
-def _transfer(item: PlannedFile, url: str, partial: Path, endpoint: str, report: Report) -> int | None:
-    """One attempt: append the rest of the file to ``partial``; returns the expected size."""
-    from huggingface_hub import get_hf_file_metadata
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
-
-    spec, comp, dest = item.spec, item.component, item.spec.destination
-    headers = build_hf_headers()
-    expected = item.size
-    meta = _call(get_hf_file_metadata, url, headers=headers, endpoint=endpoint)
-    if expected is None:
-        expected = meta.size
-    elif meta.size is not None and meta.size != expected:
-        raise DownloadError(
-            f"{comp.repo_id}/{spec.repo_path}: the Hub lists {expected:,} bytes but serves {meta.size:,}; "
-            f"try again later or {comp.manual}"
-        )
-    location = meta.location or url
-    if urlparse(location).netloc != urlparse(url).netloc:
-        headers.pop("authorization", None)  # a signed CDN address: the token stays home
-
-    resume = partial.stat().st_size if partial.is_file() else 0
-    if expected is not None and resume > expected:
-        partial.unlink()
-        resume = 0
-    if expected is not None:
-        _check_free_space(dest.parent, expected - resume, dest)
-    verb = f"resuming after {resume:,} bytes" if resume else "downloading"
-    report(f"  {verb}: {spec.repo_path} ({human_size(expected)}) -> {dest}")
-    with open(partial, "ab") as f:
-        _call(
-            http_get,
-            location,
-            f,
-            resume_size=resume,
-            headers=headers,
-            expected_size=expected,
-            displayed_filename=Path(spec.repo_path).name,
-            tqdm_class=_progress_bar,
-        )
-    return expected
-
-
-def _download_one(item: PlannedFile, commit: str, endpoint: str, report: Report) -> None:
-    from huggingface_hub import hf_hub_url
-
-    spec, comp = item.spec, item.component
-    dest = spec.destination
-    partial = _incomplete_path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    resumed = partial.is_file() and partial.stat().st_size > 0
-
-    try:
-        url = hf_hub_url(comp.repo_id, spec.repo_path, revision=commit, endpoint=endpoint)
-        expected = item.size
-        retries = TRANSFER_RETRIES
-        while True:
-            try:
-                expected = _transfer(item, url, partial, endpoint, report)
-                break
-            except _hub_errors() as exc:
-                if retries and not isinstance(exc, (_hub_error("HfHubHTTPError"), _hub_error("OfflineModeIsEnabled"))):
-                    # A dropped connection: pick up where it stopped.
-                    retries -= 1
-                    resumed = True
-                    report(f"  connection lost ({_describe_hub_error(exc, endpoint)}); resuming")
-                    time.sleep(1)
-                    continue
-                raise
-    except _hub_errors() as exc:
-        # The partial file stays: the next run resumes from it.
-        kept = partial.stat().st_size if partial.is_file() else 0
-        keep_note = f"{kept:,} bytes kept in {partial}, " if kept else ""
-        raise DownloadError(
-            f"{spec.repo_path}: download stopped ({_describe_hub_error(exc, endpoint)}); {keep_note}"
-            f"run the same command again to resume, or {comp.manual}"
-        ) from exc
-    except DownloadError:
-        raise
+        models_dir.mkdir(parents=True)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DownloadError(f"disk full while writing {partial}; free some space and run again") from exc
-        # huggingface_hub's size check failed: the content is wrong, resuming would keep it wrong.
-        got = partial.stat().st_size if partial.is_file() else 0
-        partial.unlink(missing_ok=True)
-        size_text = f"expected {expected:,}" if expected is not None else f"({exc})"
-        raise DownloadError(
-            f"{spec.repo_path}: received {got:,} bytes, {size_text}; the partial file was removed, "
-            f"run again to retry or {comp.manual}"
-        ) from exc
-
-    got = partial.stat().st_size
-    if expected is not None and got != expected:
-        partial.unlink()
-        raise DownloadError(
-            f"{spec.repo_path}: received {got:,} bytes, expected {expected:,}; the partial file was removed, "
-            f"run again to retry or {comp.manual}"
-        )
-    if not _hash_matches(partial, item):
-        partial.unlink()
-        if resumed:
-            # The bytes kept from an earlier run were bad: fetch the whole file once more.
-            report(f"  {spec.repo_path}: the resumed file did not match its hash; downloading it again in full")
-            _download_one(item, commit, endpoint, report)
-            return
-        raise DownloadError(
-            f"{spec.repo_path}: the downloaded file does not match the hash the Hub lists; it was removed, "
-            f"run again to retry or {comp.manual}"
-        )
-    os.replace(partial, dest)
+        raise disk_error(exc, models_dir) or DownloadError(f"cannot create the models folder {models_dir}: {exc}")
+    report(f"Created the models folder {models_dir}")
 
 
-def _check_free_space(folder: Path, needed: int, dest: Path) -> None:
-    import shutil
-
+def _check_free_space(folder: Path, needed: int) -> None:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
     try:
-        free = shutil.disk_usage(folder).free
+        free = shutil.disk_usage(probe).free
     except OSError:
         return
     if free < needed:
+        raise DiskError(f"not enough disk space in {folder}: the download needs {human_size(needed)}, "
+                        f"{human_size(free)} are free; free some space or pass --models-dir a folder on another drive")
+
+
+def _fetch_one(item: PlannedFile, commit: str, settings: HubSettings, report: Report) -> None:
+    spec, comp = item.spec, item.component
+    report(f"  downloading: {spec.repo_path} ({human_size(item.listed.size if item.listed else None)}) "
+           f"-> {spec.destination}")
+    try:
+        fetch(comp.repo_id, spec.repo_path, commit, spec.destination, item.listed, settings)
+    except DiskError:
+        raise
+    except DownloadError as exc:
+        raise DownloadError(f"{exc}; run the same command again to retry, or {comp.manual}") from exc
+    except Exception as exc:  # noqa: BLE001 - network and Hub faults get one clear line
+        problem = disk_error(exc, spec.destination)
+        if problem is not None:
+            raise problem from exc
+        if not is_hub_fault(exc):
+            raise
         raise DownloadError(
-            f"not enough disk space for {dest.name}: {human_size(needed)} needed, {human_size(free)} free in {folder}"
-        )
-
-
-def _make_links(item: PlannedFile, report: Report) -> list[Path]:
-    """Give the file its other names (hard links: the bytes are stored once)."""
-    made: list[Path] = []
-    source = item.present_at or item.spec.destination
-    if not item.spec.links or not source.is_file():
-        return made
-    for link in (item.spec.destination, *item.spec.links):
-        if link == source or link.exists():
-            continue
-        link.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, link)
-        except OSError as exc:
-            reason = exc.strerror or exc
-            report(f"  note: could not link {link} to {source} ({reason}); the command line reads {source}")
-            continue
-        made.append(link)
-        report(f"  linked {link} -> {source} (the same file, no extra space)")
-    return made
+            f"{spec.repo_path}: download stopped ({describe(exc, settings, transfer=True)}); nothing was written under "
+            f"{spec.destination.name}, the files already complete are kept: run the same command again to "
+            f"continue, or {comp.manual}"
+        ) from exc
 
 
 def run_download(
@@ -579,61 +303,60 @@ def run_download(
 ) -> DownloadResult:
     """Bring every file of the chosen downloads into ``models_dir``; see the module docstring."""
     models_dir = Path(models_dir)
-    if not models_dir.is_dir():
-        raise DownloadError(
-            f"models folder {models_dir} does not exist; pass the models folder of your ComfyUI "
-            f"(the one holding checkpoints/ and loras/)"
-        )
-    components = components_for(models_dir, variants, parts)
-    plan = _local_plan(components)
-    endpoint = hub_endpoint()
+    settings = HubSettings.from_environment()
+    if not dry_run:
+        ensure_models_dir(models_dir, report)
+    elif not models_dir.is_dir():
+        report(f"Would create the models folder {models_dir}")
+    plan = _local_plan(components_for(models_dir, variants, parts))
     result = DownloadResult(plan)
 
-    commits: dict[str, str] = {}
-    if is_offline():
-        result.checked_online = False
-        if any(item.action != "present" for item in plan) and not dry_run:
-            raise DownloadError(
-                _missing_message(plan, "cannot download: offline mode is on (HF_HUB_OFFLINE is set)")
-            )
-        report("note: offline mode is on (HF_HUB_OFFLINE is set): sizes and hashes not checked")
-    else:
-        try:
-            commits = _fill_from_listing(plan, endpoint, verify, report)
-        except _hub_errors() as exc:
-            reason = _describe_hub_error(exc, endpoint)
-            if all(item.action == "present" for item in plan):
+    with hub_session(settings, report):
+        commits: dict[str, str] = {}
+        if settings.offline:
+            result.checked_online = False
+            if any(item.action != "present" for item in plan) and not dry_run:
+                raise DownloadError(_missing_message(plan, "cannot download: offline mode is on (HF_HUB_OFFLINE is set)"))
+            report("note: offline mode is on (HF_HUB_OFFLINE is set): sizes and hashes not checked")
+        else:
+            report(settings.describe())
+            try:
+                commits = _fill_from_listing(plan, settings, verify, report)
+            except DownloadError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - network and Hub faults get one clear line
+                if not is_hub_fault(exc):
+                    raise
+                reason = describe(exc, settings)
                 result.checked_online = False
-                report(f"note: {reason}; the files are all in place but their sizes were not checked")
-            elif not dry_run:
-                raise DownloadError(_missing_message(plan, f"cannot download: {reason}")) from exc
-            else:
-                result.checked_online = False
-                report(f"note: {reason}; sizes unknown")
+                if all(item.action == "present" for item in plan):
+                    report(f"note: {reason}; the files are all in place but their sizes were not checked")
+                elif not dry_run:
+                    raise DownloadError(_missing_message(plan, f"cannot download: {reason}")) from exc
+                else:
+                    report(f"note: {reason}; sizes unknown")
 
-    _report_plan(plan, report, online=result.checked_online)
-    to_fetch = [item for item in plan if item.needs_download]
-    if to_fetch:
-        total = sum(item.size or 0 for item in to_fetch) - sum(
-            item.partial_bytes for item in to_fetch if item.action == "resume"
-        )
-        verb = "Would download" if dry_run else "Downloading"
-        sized = f", {human_size(total)}" if result.checked_online else ""
-        report(f"{verb} {len(to_fetch)} file(s){sized}.")
-        _report_licences(to_fetch, report)
-    if dry_run:
-        report("Dry run: nothing was downloaded.")
-        return result
-    for item in plan:
-        if item.needs_download:
-            _download_one(item, commits.get(item.component.repo_id, item.component.revision), endpoint, report)
+        _report_plan(plan, report, online=result.checked_online)
+        to_fetch = [item for item in plan if item.needs_download]
+        if to_fetch:
+            total = sum(item.listed.size or 0 for item in to_fetch if item.listed)
+            verb = "Would download" if dry_run else "Downloading"
+            sized = f", {human_size(total)}" if result.checked_online else ""
+            report(f"{verb} {len(to_fetch)} file(s){sized}.")
+            _report_licences(to_fetch, report)
+            if not dry_run:
+                _check_free_space(models_dir, total)
+        if dry_run:
+            report("Dry run: nothing was downloaded.")
+            return result
+        for item in to_fetch:
+            _fetch_one(item, commits.get(item.component.repo_id, item.component.revision), settings, report)
             result.downloaded.append(item.spec.destination)
             item.present_at = item.spec.destination
-        result.linked.extend(_make_links(item, report))
-    if not to_fetch:
-        report("Nothing to download: every file is already in place.")
-    else:
-        report(f"Done: {len(to_fetch)} file(s) downloaded.")
+    for folder in {item.spec.destination for item in to_fetch}:
+        clean_staging(folder)
+    report("Nothing to download: every file is already in place." if not to_fetch
+           else f"Done: {len(to_fetch)} file(s) downloaded.")
     return result
 
 
@@ -644,20 +367,13 @@ def _report_plan(plan: Sequence[PlannedFile], report: Report, *, online: bool) -
             current = item.component
             report(f"{current.title}  (https://huggingface.co/{current.repo_id})")
         if item.action == "present":
-            where = item.present_at or item.spec.destination
-            report(f"  {'already there':<30} {'':>9}  {where}")
+            report(f"  {'already there':<16} {'':>9}  {item.present_at}")
             continue
-        size = human_size(item.size) if item.size is not None else ("?" if not online else "")
-        what = {
-            "download": "will download",
-            "resume": f"will resume at {item.partial_bytes:,} B",
-            "replace": "will replace",
-        }.get(item.action, item.action)
-        report(f"  {what:<30} {size:>9}  {item.spec.destination}")
+        size = human_size(item.listed.size) if item.listed else ("?" if not online else "")
+        what = "will replace" if item.action == "replace" else "will download"
+        report(f"  {what:<16} {size:>9}  {item.spec.destination}")
         if item.note:
-            report(f"  {'':<30} {'':>9}  ({item.note})")
-        for link in item.spec.links:
-            report(f"  {'and link it as':<30} {'':>9}  {link}")
+            report(f"  {'':<16} {'':>9}  ({item.note})")
 
 
 def _report_licences(items: Sequence[PlannedFile], report: Report) -> None:

@@ -107,13 +107,38 @@ def test_lora_file_has_the_checkpoints_keys_and_equals_the_python_api(setup, cap
 
 def test_generate_names_the_face_used_in_each_photo_and_the_trigger_words(setup, capsys, tmp_path):
     code, out, err = run(capsys, "generate", "--photos", setup["one"], setup["pair"], setup["blank"],
-                         "--out", tmp_path / "x.safetensors", "--models-dir", setup["models"])
+                         "--out", tmp_path / "x.safetensors", "--models-dir", setup["models"], "--skip-no-face")
     assert code == 0, err
     assert "one.png: 1 face" in out
     assert "pair.png: 2 faces, using face 1 counted from the left" in out
-    assert "blank.png: no face found, left out" in out
+    assert "blank.png: no face found (200x200), left out (--skip-no-face)" in out
     assert TRIGGER_WORDS.strip() in out
     assert "from 2 photo(s)" in out
+
+
+def test_photo_without_a_face_stops_the_command_and_names_the_file(setup, capsys, tmp_path):
+    out = tmp_path / "x.safetensors"
+    code, stdout, err = run(capsys, "generate", "--photos", setup["one"], setup["blank"], "--out", out,
+                            "--models-dir", setup["models"])
+    assert code == 1
+    assert f"No face was found in {setup['blank']} (200x200)" in one_line_error(err)
+    assert "--skip-no-face" in err
+    assert "Encoding" not in stdout and not out.exists()
+
+
+def test_face_index_beyond_the_faces_of_a_photo_names_the_file(setup, capsys, tmp_path):
+    code, _, err = run(capsys, "generate", "--photos", setup["one"], "--face", "3",
+                       "--out", tmp_path / "x.safetensors", "--models-dir", setup["models"])
+    assert code == 1
+    assert f"{setup['one']}: this photo has 1 face(s)" in one_line_error(err)
+
+
+def test_models_in_the_default_folder_are_found_without_models_dir(setup, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(setup["root"] / "ComfyUI")  # ./models is the default, as for download
+    out = tmp_path / "default.safetensors"
+    code, _, err = run(capsys, "generate", "--photos", setup["one"], "--out", out)
+    assert code == 0, err
+    assert out.is_file()
 
 
 def test_face_index_picks_the_face_counted_from_the_left(setup, capsys, tmp_path):
@@ -203,9 +228,37 @@ def test_existing_output_is_never_overwritten(setup, capsys, tmp_path):
 
 def test_no_face_in_any_photo_is_one_line(setup, capsys, tmp_path):
     out = tmp_path / "x.safetensors"
-    code, _, err = run(capsys, "generate", "--photos", setup["blank"], "--out", out, "--models-dir", setup["models"])
-    assert code == 1 and "No face was found" in one_line_error(err)
+    code, _, err = run(capsys, "generate", "--photos", setup["blank"], "--out", out, "--models-dir", setup["models"],
+                       "--skip-no-face")
+    assert code == 1 and f"No face was found in any of the photos ({setup['blank']})" in one_line_error(err)
     assert not out.exists()
+
+
+def test_unwritable_out_folder_is_refused_before_any_model_loads(setup, capsys):
+    folder = Path("/sys/kernel")
+    try:
+        (folder / "hyperlora-probe").touch()
+    except OSError:
+        pass
+    else:
+        pytest.skip("/sys/kernel is writable here")
+    code, out, err = run(capsys, "generate", "--photos", setup["one"], "--out", folder / "x.safetensors",
+                         "--models-dir", setup["models"])
+    assert code == 1 and "cannot write into the folder of --out" in one_line_error(err)
+    assert "Finding faces" not in out
+
+
+def test_out_folder_that_is_a_file_is_named_as_such(setup, capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    code, _, err = run(capsys, "generate", "--photos", setup["one"], "--out", tmp_path / "notes.txt" / "x.safetensors",
+                       "--models-dir", setup["models"])
+    assert code == 1 and "is a file, not a folder" in one_line_error(err)
+
+
+def test_a_device_given_as_a_photo_is_not_called_missing(setup, capsys, tmp_path):
+    code, _, err = run(capsys, "generate", "--photos", "/dev/zero", "--out", tmp_path / "x.safetensors",
+                       "--models-dir", setup["models"])
+    assert code == 1 and "/dev/zero is not a regular file" in one_line_error(err)
 
 
 def test_missing_photo_is_named(setup, capsys, tmp_path):
@@ -263,7 +316,6 @@ def test_debug_shows_the_traceback(setup, capsys, tmp_path):
         (["generate", "--photos", "a.jpg", "--out", "x.safetensors", "--dtype", "int8"], "--dtype"),
         (["generate", "--photos", "a.jpg", "--out", "x.safetensors", "--variant", "both"], "--variant"),
         (["generate", "--photos", "a.jpg", "--out", "x.png", "--models-dir", "."], "must end in .safetensors"),
-        (["download"], "--models-dir"),
         (["upload"], "invalid choice"),
     ],
 )
@@ -273,9 +325,12 @@ def test_bad_usage_is_one_line_and_exit_code_2(capsys, args, words):
     assert words in one_line_error(err)
 
 
-def test_generate_without_models_location_is_bad_usage(setup, capsys, tmp_path):
+def test_generate_without_models_says_where_it_looked_and_how_to_get_them(setup, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "generate", "--photos", setup["one"], "--out", tmp_path / "x.safetensors")
-    assert code == 2 and "--models-dir" in one_line_error(err)
+    assert code == 1
+    assert f"the models folder {tmp_path / 'models'} (the default" in one_line_error(err)
+    assert "download' first" in err
 
 
 def test_unknown_face_choice_is_reported_before_loading_anything(setup, capsys, tmp_path):

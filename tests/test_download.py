@@ -1,34 +1,32 @@
-"""`python -m hyperlora_core download` against a small fake Hugging Face Hub on 127.0.0.1.
-
-The fake hub answers the calls huggingface_hub makes: the repository listing
-(`GET /api/models/{repo}/revision/{rev}?blobs=true`), `HEAD /{repo}/resolve/{rev}/{path}` (ETag,
-X-Repo-Commit, Content-Length; large files redirect to a "CDN" address with X-Linked-Size and
-X-Linked-Etag, as the real Hub does) and `GET` with `Range` for resuming.
-"""
+"""`python -m hyperlora_core download` through huggingface_hub against a fake Hub on 127.0.0.1
+(tests/fake_hub.py): what lands where, what is never fetched, faults of the network and of the disk."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import resource
+import shutil
+import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from fake_hub import FakeHub, SilentServer
 from hyperlora_core import cli
 from hyperlora_core.constants import ANTELOPEV2_FILES, HF_REPO_ID, RELEASE_FILES, VARIANTS
 from hyperlora_core.download import ANTELOPEV2_REPO_ID, CLIP_REPO_ID
+from hyperlora_core.hub import LISTING_TRIES, STAGING_FOLDER, TRANSFER_RECONNECTS
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FIDELITY, EDIT = VARIANTS
+# Short time-outs keep the stalled-endpoint tests quick; the bound they check is derived from them.
+QUICK = {"HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
 
 
 def _blob(seed: str, size: int) -> bytes:
@@ -64,145 +62,16 @@ def _repos() -> dict[str, dict[str, bytes]]:
     }
 
 
-def _is_lfs(path: str) -> bool:
-    return not path.endswith((".json", ".md"))
-
-
-def _git_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-@dataclass
-class FakeHub:
-    repos: dict[str, dict[str, bytes]]
-    url: str = ""
-    requests: list[tuple[str, str, str | None]] = field(default_factory=list)
-    # path in repo -> bytes to send instead of the real content (a broken mirror)
-    serve_instead: dict[str, bytes] = field(default_factory=dict)
-    # path in repo -> send only this many bytes of the next GET, then drop the connection
-    interrupt_once: dict[str, int] = field(default_factory=dict)
-
-    def body_gets(self) -> list[tuple[str, str, str | None]]:
-        """File downloads (GET of file content), not listings or HEAD calls."""
-        return [r for r in self.requests if r[0] == "GET" and not r[1].startswith("/api/")]
-
-    def find(self, url_path: str) -> tuple[str, str] | None:
-        """(repo, path) for /{repo}/resolve/{rev}/{path} or /cdn/{repo}/{path}."""
-        for repo in self.repos:
-            for prefix in (f"/{repo}/resolve/{COMMIT}/", f"/{repo}/resolve/main/", f"/cdn/{repo}/"):
-                if url_path.startswith(prefix):
-                    return repo, url_path[len(prefix):]
-        return None
-
-
-def _handler(hub: FakeHub):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args) -> None:  # keep pytest output clean
-            pass
-
-        def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
-            self.send_response(status)
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if not head:
-                self.wfile.write(body)
-
-        def _listing(self, repo: str) -> None:
-            siblings = []
-            for path, data in hub.repos[repo].items():
-                entry = {"rfilename": path, "size": len(data), "blobId": _git_sha1(data)}
-                if _is_lfs(path):
-                    entry["lfs"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "pointerSize": 130}
-                siblings.append(entry)
-            body = json.dumps({
-                "_id": "0" * 24, "id": repo, "modelId": repo, "author": repo.split("/")[0], "sha": COMMIT,
-                "private": False, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
-                "createdAt": "2025-03-20T00:00:00.000Z", "lastModified": "2025-03-20T00:00:00.000Z",
-                "siblings": siblings,
-            }).encode()
-            self._send(200, body, {"Content-Type": "application/json"})
-
-        def do_HEAD(self) -> None:
-            self._file(head=True)
-
-        def do_GET(self) -> None:
-            path = self.path.split("?")[0]
-            for repo in hub.repos:
-                if path in (f"/api/models/{repo}/revision/main", f"/api/models/{repo}"):
-                    hub.requests.append(("GET", path, None))
-                    return self._listing(repo)
-            self._file(head=False)
-
-        def _file(self, head: bool) -> None:
-            path = self.path.split("?")[0]
-            hub.requests.append(("HEAD" if head else "GET", path, self.headers.get("Range")))
-            found = hub.find(path)
-            if found is None or found[1] not in hub.repos[found[0]]:
-                return self._send(404, b"not found", {"X-Error-Code": "EntryNotFound"}, head)
-            repo, name = found
-            data = hub.repos[repo][name]
-            lfs = _is_lfs(name)
-            sha = hashlib.sha256(data).hexdigest()
-            common = {"X-Repo-Commit": COMMIT, "Accept-Ranges": "bytes"}
-            if head and lfs and not path.startswith("/cdn/"):
-                # Large files: the Hub redirects to its CDN and names the real size and hash.
-                return self._send(
-                    302,
-                    b"",
-                    {**common, "Location": f"{hub.url}/cdn/{repo}/{name}", "X-Linked-Size": str(len(data)),
-                     "X-Linked-Etag": f'"{sha}"', "ETag": '"pointer-etag"'},
-                    head,
-                )
-            etag = sha if lfs else _git_sha1(data)
-            body = hub.serve_instead.get(name, data)
-            headers = {**common, "ETag": f'"{etag}"'}
-            start = 0
-            rng = self.headers.get("Range")
-            if rng and not head:
-                start = int(rng.split("=")[1].split("-")[0])
-                if start >= len(body):
-                    return self._send(416, b"", {"Content-Range": f"bytes */{len(body)}"})
-                headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
-            part = body[start:]
-            cut = None if head else hub.interrupt_once.pop(name, None)
-            if cut is None:
-                return self._send(206 if rng and not head else 200, part, headers, head)
-            # Announce the whole file, send a piece, drop the connection.
-            self.send_response(206 if rng else 200)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(part)))
-            self.end_headers()
-            self.wfile.write(part[:cut])
-            self.wfile.flush()
-            time.sleep(0.3)  # let the client take in what came before the line drops
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    return Handler
-
-
 @pytest.fixture
 def hub(monkeypatch):
-    fake = FakeHub(_repos())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    server.timeout = 5
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
+    fake = FakeHub(_repos()).start()
     monkeypatch.setenv("HF_ENDPOINT", fake.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    fake.stop()
 
 
 @pytest.fixture
@@ -218,48 +87,68 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def run_process(hub_url: str, *args: str, timeout: float, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
+    """The command in its own process, as a user runs it; ``timeout`` bounds a hang."""
+    full = {**os.environ, "HF_ENDPOINT": hub_url, "NO_PROXY": "127.0.0.1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            **(env or {})}
+    full.pop("HF_HUB_OFFLINE", None)
+    return subprocess.run([sys.executable, "-m", "hyperlora_core", "download", *args], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=timeout, **popen)
+
+
 def expected_files(models: Path, variants=(FIDELITY,)) -> dict[Path, tuple[str, str]]:
     """Final path -> (repo, path in repo)."""
     out = {}
     for variant in variants:
         for name in RELEASE_FILES:
             out[models / "hyperlora" / variant / name] = (HF_REPO_ID, f"{variant}/{name}")
-    clip_folder = models / "hyper_lora" / "clip_vit" / "clip_vit_large_14"
-    out[clip_folder / "config.json"] = (CLIP_REPO_ID, "config.json")
-    out[clip_folder / "model.safetensors"] = (CLIP_REPO_ID, "model.safetensors")
     out[models / "clip_vision" / "clip-vit-large-patch14.safetensors"] = (CLIP_REPO_ID, "model.safetensors")
-    processor = models / "hyper_lora" / "clip_processor" / "clip_vit_large_14_processor"
-    out[processor / "preprocessor_config.json"] = (CLIP_REPO_ID, "preprocessor_config.json")
     for name in ANTELOPEV2_FILES.values():
         out[models / "insightface" / "models" / "antelopev2" / name] = (ANTELOPEV2_REPO_ID, name)
     return out
 
 
 def leftovers(models: Path) -> list[Path]:
-    return sorted(p for p in models.rglob("*") if p.name.endswith(".incomplete"))
+    """Anything a download leaves besides the files themselves: staging folders, partial files."""
+    return sorted(p for p in models.rglob("*") if STAGING_FOLDER in p.parts or p.name.endswith(".incomplete"))
+
+
+def one_line(err: str) -> str:
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
 
 
 # --------------------------------------------------------------------------------------------
+# What lands where
 
 
 def test_every_file_lands_in_the_folder_comfyui_and_the_nodes_read(hub, models, capsys):
     code, out, err = run(capsys, "--models-dir", str(models), "--variant", "both")
     assert code == 0, err
-    for path, (repo, name) in expected_files(models, VARIANTS).items():
+    files = expected_files(models, VARIANTS)
+    for path, (repo, name) in files.items():
         assert path.read_bytes() == hub.repos[repo][name], path
-    # Only what is used: not the README, the .bin weights, the unused face models or the zip.
+    assert sorted(p for p in models.rglob("*") if p.is_file()) == sorted(files)
+    # Only what generate and the nodes read: no README, CLIP configs, .bin weights, unused face models.
     downloaded = {r[1].rsplit("/", 1)[-1] for r in hub.body_gets()}
-    assert not downloaded & {"README.md", "pytorch_model.bin", "1k3d68.onnx", "antelopev2.zip"}
+    assert not downloaded & {"README.md", "config.json", "preprocessor_config.json", "pytorch_model.bin",
+                             "1k3d68.onnx", "antelopev2.zip"}
     assert leftovers(models) == []
 
 
-def test_clip_weights_are_stored_once_under_both_names(hub, models, capsys):
-    code, _, err = run(capsys, "--models-dir", str(models), "--only", "clip")
-    assert code == 0, err
-    vision = models / "clip_vision" / "clip-vit-large-patch14.safetensors"
-    hf_copy = models / "hyper_lora" / "clip_vit" / "clip_vit_large_14" / "model.safetensors"
-    assert os.path.samefile(vision, hf_copy)
-    assert len([r for r in hub.body_gets() if r[1].endswith("model.safetensors")]) == 1
+def test_large_files_come_from_the_cdn_the_hub_redirects_to(hub, models, capsys):
+    assert run(capsys, "--models-dir", str(models), "--only", "hyperlora")[0] == 0
+    servers = {path.rsplit("/", 1)[-1]: server for server, path, _ in hub.body_gets()}
+    assert servers["resampler.safetensors"] == "cdn" and servers["hyper_lora_modules.json"] == "hub"
+
+
+def test_hf_token_goes_to_the_hub_and_not_to_the_cdn(hub, models, capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    assert run(capsys, "--models-dir", str(models), "--only", "face")[0] == 0
+    to_hub = {r[4] for r in hub.requests if r[1] == "hub"}
+    to_cdn = {r[4] for r in hub.requests if r[1] == "cdn"}
+    assert to_hub == {"Bearer hf_test_token"}
+    assert to_cdn == {None}
 
 
 def test_second_run_downloads_nothing(hub, models, capsys):
@@ -283,14 +172,53 @@ def test_release_in_the_reference_layout_is_not_fetched_again(hub, models, capsy
     assert str(reference) in out
 
 
-def test_clip_file_installed_by_comfyui_manager_is_reused(hub, models, capsys):
-    vision = models / "clip_vision" / "clip-vit-large-patch14.safetensors"
-    vision.parent.mkdir()
-    vision.write_bytes(hub.repos[CLIP_REPO_ID]["model.safetensors"])
-    code, _, err = run(capsys, "--models-dir", str(models), "--only", "clip")
+@pytest.mark.parametrize("where", [("clip_vision", "clip-vit-large-patch14.safetensors"),
+                                   ("hyper_lora", "clip_vit", "clip_vit_large_14", "model.safetensors")])
+def test_clip_installed_by_comfyui_manager_or_the_reference_pack_is_reused(hub, models, capsys, where):
+    present = models.joinpath(*where)
+    present.parent.mkdir(parents=True)
+    present.write_bytes(hub.repos[CLIP_REPO_ID]["model.safetensors"])
+    code, out, err = run(capsys, "--models-dir", str(models), "--only", "clip")
     assert code == 0, err
-    assert not [r for r in hub.body_gets() if r[1].endswith("model.safetensors")]
-    assert os.path.samefile(vision, models / "hyper_lora" / "clip_vit" / "clip_vit_large_14" / "model.safetensors")
+    assert hub.body_gets() == []
+    assert str(present) in out
+
+
+def test_missing_models_folder_is_created(hub, tmp_path, capsys):
+    models = tmp_path / "new" / "models"
+    code, out, err = run(capsys, "--models-dir", str(models), "--only", "face")
+    assert code == 0, err
+    assert f"Created the models folder {models}" in out
+    assert (models / "insightface" / "models" / "antelopev2" / "glintr100.onnx").is_file()
+
+
+def test_without_models_dir_the_files_go_to_models_in_the_current_folder(hub, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "--only", "face")
+    assert code == 0, err
+    assert f"Models folder: {tmp_path / 'models'}" in out
+    assert (tmp_path / "models" / "insightface" / "models" / "antelopev2" / "glintr100.onnx").is_file()
+
+
+def test_dry_run_lists_what_would_go_where_and_downloads_nothing(hub, models, capsys):
+    code, out, err = run(capsys, "--models-dir", str(models), "--dry-run")
+    assert code == 0, err
+    for path in expected_files(models):
+        assert str(path) in out
+    assert "CC BY-NC 4.0" in out and "non-commercial research" in out
+    assert hub.body_gets() == []
+    assert list(models.rglob("*")) == []
+
+
+def test_licences_and_time_outs_are_printed_before_the_first_download(hub, models, capsys):
+    code, out, _ = run(capsys, "--models-dir", str(models), "--only", "hyperlora")
+    assert code == 0
+    assert out.index("HF_HUB_DOWNLOAD_TIMEOUT") < out.index("  downloading:")
+    assert out.index("CC BY-NC 4.0") < out.index("  downloading:")
+
+
+# --------------------------------------------------------------------------------------------
+# Wrong or damaged files
 
 
 def test_dropped_connection_is_resumed_with_a_range_request(hub, models, capsys, monkeypatch):
@@ -301,39 +229,12 @@ def test_dropped_connection_is_resumed_with_a_range_request(hub, models, capsys,
     monkeypatch.setattr(file_download, "DOWNLOAD_CHUNK_SIZE", 10_000, raising=False)  # < 0.21 copies it
     name = f"{FIDELITY}/resampler.safetensors"
     hub.interrupt_once[name] = 70_000
-    code, _, err = run(capsys, "--models-dir", str(models), "--only", "hyperlora")
-    assert code == 0, err
-    final = models / "hyperlora" / FIDELITY / "resampler.safetensors"
-    assert final.read_bytes() == hub.repos[HF_REPO_ID][name]
-    ranges = [r[2] for r in hub.body_gets() if r[1].endswith("resampler.safetensors")]
-    assert ranges == [None, "bytes=70000-"]
-    assert leftovers(models) == []
-
-
-def test_partial_file_of_an_earlier_run_is_resumed(hub, models, capsys):
-    name = f"{FIDELITY}/resampler.safetensors"
-    data = hub.repos[HF_REPO_ID][name]
-    partial = models / "hyperlora" / FIDELITY / "resampler.safetensors.incomplete"
-    partial.parent.mkdir(parents=True)
-    partial.write_bytes(data[:50_000])
-    code, out, err = run(capsys, "--models-dir", str(models), "--only", "hyperlora", "--dry-run")
-    assert code == 0 and "will resume at 50,000 B" in out
-    code, out, err = run(capsys, "--models-dir", str(models), "--only", "hyperlora")
-    assert code == 0, err
-    assert (models / "hyperlora" / FIDELITY / "resampler.safetensors").read_bytes() == data
-    assert [r[2] for r in hub.body_gets() if r[1].endswith("resampler.safetensors")] == ["bytes=50000-"]
-    assert leftovers(models) == []
-
-
-def test_damaged_partial_file_is_downloaded_again_in_full(hub, models, capsys):
-    name = f"{FIDELITY}/resampler.safetensors"
-    partial = models / "hyperlora" / FIDELITY / "resampler.safetensors.incomplete"
-    partial.parent.mkdir(parents=True)
-    partial.write_bytes(b"\0" * 50_000)
     code, out, err = run(capsys, "--models-dir", str(models), "--only", "hyperlora")
     assert code == 0, err
     assert (models / "hyperlora" / FIDELITY / "resampler.safetensors").read_bytes() == hub.repos[HF_REPO_ID][name]
-    assert [r[2] for r in hub.body_gets() if r[1].endswith("resampler.safetensors")] == ["bytes=50000-", None]
+    assert [r[2] for r in hub.body_gets() if r[1].endswith("resampler.safetensors")] == [None, "bytes=70000-"]
+    assert "huggingface_hub: " in out and "resume" in out  # the reconnect is shown, on one line
+    assert leftovers(models) == []
 
 
 def test_wrong_size_is_caught_and_nothing_is_left_under_the_final_name(hub, models, capsys):
@@ -341,12 +242,11 @@ def test_wrong_size_is_caught_and_nothing_is_left_under_the_final_name(hub, mode
     hub.serve_instead[name] = hub.repos[HF_REPO_ID][name][:-1000]
     code, out, err = run(capsys, "--models-dir", str(models), "--only", "hyperlora")
     assert code == 1
-    assert err.count("\n") == 1 and err.startswith("error: ")
-    assert "resampler.safetensors" in err and "200,000" in err and "199,000" in err
+    assert "resampler.safetensors" in one_line(err) and "200000" in err and "199000" in err
     folder = models / "hyperlora" / FIDELITY
     assert not (folder / "resampler.safetensors").exists()
     assert not (folder / "hyper_lora_modules.json").exists()  # the folder does not look complete
-    assert leftovers(models) == []
+    assert not [p for p in models.rglob("*.safetensors") if p.name == "resampler.safetensors"]
 
 
 def test_same_size_but_wrong_content_is_caught(hub, models, capsys):
@@ -354,8 +254,8 @@ def test_same_size_but_wrong_content_is_caught(hub, models, capsys):
     hub.serve_instead[name] = b"x" * len(hub.repos[ANTELOPEV2_REPO_ID][name])
     code, _, err = run(capsys, "--models-dir", str(models), "--only", "face")
     assert code == 1
-    assert "glintr100.onnx" in err and "hash" in err
-    assert not (models / "insightface" / "models" / "antelopev2" / name).exists()
+    assert "glintr100.onnx" in one_line(err) and "hash" in err
+    assert not [p for p in models.rglob(name)]
 
 
 def test_file_of_the_wrong_size_in_place_is_replaced(hub, models, capsys):
@@ -379,28 +279,29 @@ def test_verify_rehashes_files_in_place(hub, models, capsys):
     assert target.read_bytes() == hub.repos[ANTELOPEV2_REPO_ID]["scrfd_10g_bnkps.onnx"]
 
 
-def test_dry_run_lists_what_would_go_where_and_downloads_nothing(hub, models, capsys):
-    code, out, err = run(capsys, "--models-dir", str(models), "--dry-run")
-    assert code == 0, err
-    for path in expected_files(models):
-        assert str(path) in out
-    assert "CC BY-NC 4.0" in out and "non-commercial research" in out
-    assert hub.body_gets() == []
-    assert [p for p in models.rglob("*")] == []
+def test_listing_that_is_not_the_hubs_json_is_named(hub, models, capsys):
+    hub.listing_instead = b"<html><body>Please log in to the guest Wi-Fi</body></html>"
+    code, _, err = run(capsys, "--models-dir", str(models), "--only", "face")
+    assert code == 1
+    assert "did not answer the listing of DIAMONIK7777/antelopev2 as the Hugging Face Hub does" in one_line(err)
+    assert "HF_ENDPOINT" in err
 
 
-def test_licences_are_printed_before_the_first_download(hub, models, capsys):
-    code, out, _ = run(capsys, "--models-dir", str(models), "--only", "hyperlora")
-    assert code == 0
-    assert out.index("CC BY-NC 4.0") < out.index("  downloading:")
+def test_missing_file_in_the_repository_is_reported(hub, models, capsys):
+    del hub.repos[ANTELOPEV2_REPO_ID]["glintr100.onnx"]
+    code, _, err = run(capsys, "--models-dir", str(models), "--only", "face")
+    assert code == 1 and "has no file glintr100.onnx" in one_line(err)
+
+
+# --------------------------------------------------------------------------------------------
+# No network, a stalled network
 
 
 def test_offline_mode_names_what_is_missing_and_how_to_get_it(hub, models, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, out, err = run(capsys, "--models-dir", str(models))
     assert code == 1
-    assert err.count("\n") == 1
-    assert "offline" in err and "HF_HUB_OFFLINE" in err
+    assert "offline" in one_line(err) and "HF_HUB_OFFLINE" in err
     assert "resampler.safetensors" in err and "glintr100.onnx" in err
     assert f"https://huggingface.co/{HF_REPO_ID}" in err and str(models / "hyperlora" / FIDELITY) in err
     assert hub.requests == []
@@ -415,40 +316,148 @@ def test_offline_mode_with_everything_in_place_succeeds(hub, models, capsys, mon
     assert len(hub.requests) == count
 
 
-def test_unreachable_hub_gives_one_line_with_the_manual_alternative(models, capsys, monkeypatch):
+def test_first_run_without_network_creates_the_folder_and_says_only_the_network_is_missing(tmp_path, capsys,
+                                                                                           monkeypatch):
+    """README's first command on a machine without ComfyUI, and without network."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nobody listens there
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    code, out, err = run(capsys, "--models-dir", str(models), "--only", "face")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys)
     assert code == 1
-    assert err.count("\n") == 1
-    assert "could not reach" in err and f"https://huggingface.co/{ANTELOPEV2_REPO_ID}" in err
+    assert "could not reach" in one_line(err) and f"https://huggingface.co/{ANTELOPEV2_REPO_ID}" in err
+    assert f"trying again in 1 s (try 2 of {LISTING_TRIES})" in out
+    assert (tmp_path / "models").is_dir() and list((tmp_path / "models").rglob("*")) == []
 
 
-def test_missing_file_in_the_repository_is_reported(hub, models, capsys):
-    del hub.repos[ANTELOPEV2_REPO_ID]["glintr100.onnx"]
-    code, _, err = run(capsys, "--models-dir", str(models), "--only", "face")
-    assert code == 1 and "has no file glintr100.onnx" in err
+def test_endpoint_that_accepts_and_never_answers_fails_within_the_time_outs(models):
+    silent = SilentServer()
+    # The listing is tried LISTING_TRIES times, HF_HUB_ETAG_TIMEOUT each, with 1 s, 2 s... between.
+    bound = LISTING_TRIES * float(QUICK["HF_HUB_ETAG_TIMEOUT"]) + 2 ** LISTING_TRIES
+    try:
+        proc = run_process(silent.url, "--models-dir", str(models), "--only", "face", env=QUICK,
+                           timeout=bound + 60)  # + start-up of Python and torch
+    finally:
+        silent.close()
+    assert proc.returncode == 1, proc.stderr
+    err = one_line(proc.stderr)
+    assert "no answer from" in err and "HF_HUB_ETAG_TIMEOUT" in err and "glintr100.onnx" in err
+    assert proc.stdout.count("trying again") == LISTING_TRIES - 1
+    assert list(models.rglob("*")) == []
 
 
-def test_models_dir_that_does_not_exist_is_bad_usage(tmp_path, capsys):
-    code, _, err = run(capsys, "--models-dir", str(tmp_path / "nope"))
-    assert code == 2 and err.count("\n") == 1 and "is not a folder" in err
+def test_transfer_that_stalls_midway_fails_within_the_time_outs_and_leaves_no_partial_file(hub, models):
+    name = f"{FIDELITY}/resampler.safetensors"
+    hub.stall_after[name] = 50_000
+    # huggingface_hub reconnects TRANSFER_RECONNECTS times, HF_HUB_DOWNLOAD_TIMEOUT each, 1 s apart.
+    bound = (TRANSFER_RECONNECTS + 1) * (float(QUICK["HF_HUB_DOWNLOAD_TIMEOUT"]) + 1)
+    proc = run_process(hub.url, "--models-dir", str(models), "--only", "hyperlora", env=QUICK, timeout=bound + 60)
+    assert proc.returncode == 1, proc.stderr
+    err = one_line(proc.stderr)
+    assert "resampler.safetensors: download stopped" in err and "HF_HUB_DOWNLOAD_TIMEOUT" in err
+    assert "run the same command again" in err
+    assert "huggingface_hub: " in proc.stdout  # the reconnects were shown as they happened
+    folder = models / "hyperlora" / FIDELITY
+    assert not (folder / "resampler.safetensors").exists()
+    assert not (folder / "hyper_lora_modules.json").exists()
+    assert (folder / "hyper_lora_modules.safetensors").is_file()  # what was complete is kept
+    # The next run fetches what is missing.
+    del hub.stall_after[name]
+    proc = run_process(hub.url, "--models-dir", str(models), "--only", "hyperlora", env=QUICK, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / "resampler.safetensors").read_bytes() == hub.repos[HF_REPO_ID][name]
+    assert leftovers(models) == []
+
+
+# --------------------------------------------------------------------------------------------
+# The disk
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_full_disk_is_reported_as_such_not_as_a_transfer_fault(hub, models):
+    proc = run_process(hub.url, "--models-dir", str(models), "--only", "hyperlora", timeout=120,
+                       preexec_fn=_file_size_limit(50_000))
+    assert proc.returncode == 1, proc.stderr
+    err = one_line(proc.stderr)
+    assert "disk is full (or a file-size limit was hit)" in err and "free some space" in err
+    assert "download stopped" not in err
+    assert not [p for p in models.rglob("*.safetensors") if STAGING_FOLDER not in p.parts]
+
+
+def test_models_folder_under_a_file_is_reported_before_any_download(hub, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    code, _, err = run(capsys, "--models-dir", str(tmp_path / "a_file" / "models"))
+    assert code == 1 and "is a file, not a folder" in one_line(err)
+    assert hub.requests == []
+
+
+def test_models_folder_that_cannot_be_created_says_so_before_any_download(hub, capsys):
+    target = Path("/sys/hyperlora-test-models")
+    try:
+        target.mkdir()
+    except PermissionError:
+        pass
+    else:
+        target.rmdir()
+        pytest.skip("/sys is writable here")
+    code, _, err = run(capsys, "--models-dir", str(target))
+    assert code == 1 and f"cannot write {target}" in one_line(err)
+    assert "pass --models-dir a folder you can write to" in err
+    assert hub.requests == []
+
+
+# --------------------------------------------------------------------------------------------
+# Usage
 
 
 def test_unknown_variant_is_bad_usage(models, capsys):
     code, _, err = run(capsys, "--models-dir", str(models), "--variant", "best")
-    assert code == 2 and err.count("\n") == 1 and "--variant" in err
+    assert code == 2 and "--variant" in one_line(err)
 
 
 def test_module_entry_point_honours_hf_endpoint(hub, models):
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "NO_PROXY": "127.0.0.1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    env.pop("HF_HUB_OFFLINE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "hyperlora_core", "download", "--models-dir", str(models), "--only", "face"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
+    proc = run_process(hub.url, "--models-dir", str(models), "--only", "face", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (models / "insightface" / "models" / "antelopev2" / "glintr100.onnx").is_file()
+
+
+def test_inside_comfyui_custom_nodes_the_default_is_comfyuis_models_folder(tmp_path):
+    comfyui = tmp_path / "ComfyUI"
+    (comfyui / "models").mkdir(parents=True)
+    pack = comfyui / "custom_nodes" / "hyperlora-studio"
+    shutil.copytree(ROOT / "hyperlora_core", pack / "hyperlora_core", ignore=shutil.ignore_patterns("__pycache__"))
+    code = "from hyperlora_core.download import default_models_dir; print(default_models_dir())"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(pack)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(comfyui / "models")
+
+
+def test_models_folder_without_write_permission_is_refused_before_any_download(hub):
+    folder = Path(tempfile.mkdtemp(prefix="hls-readonly-"))
+    try:
+        folder.chmod(0o755)
+        models = folder / "models"
+        models.mkdir(mode=0o555)
+        models.chmod(0o555)
+        # Root may write anywhere: run the command as "nobody" then (the code it runs is world-readable).
+        as_user = {"preexec_fn": lambda: os.setuid(65534)} if os.geteuid() == 0 else {}
+        try:
+            proc = run_process(hub.url, "--models-dir", str(models), "--only", "face", timeout=120, **as_user)
+        except (subprocess.SubprocessError, PermissionError) as exc:
+            pytest.skip(f"cannot run the command as another user here: {exc}")
+        if "Permission denied" in proc.stderr and "hyperlora_core" not in proc.stderr:
+            pytest.skip("the user 'nobody' cannot read the Python environment here")
+        assert proc.returncode == 1, proc.stderr
+        assert f"cannot write into the models folder {models}" in one_line(proc.stderr)
+        assert hub.requests == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
