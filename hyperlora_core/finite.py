@@ -23,9 +23,10 @@ def non_finite_tensor(tensors) -> str | None:
     return None
 
 
-def check_module_finite(module: nn.Module, path) -> None:
-    """Every parameter and buffer of a network read from ``path`` must be finite."""
-    bad = non_finite_tensor(module.state_dict().items())
+def check_module_finite(module: nn.Module, path, prefix: str = "") -> None:
+    """Every parameter and buffer of a network read from ``path`` must be finite; ``prefix`` is the part of
+    the module's names that the file's keys lack."""
+    bad = non_finite_tensor((k.removeprefix(prefix), v) for k, v in module.state_dict().items())
     if bad is not None:
         raise CheckpointError(
             f"{path}: tensor {bad!r} holds NaN or infinite values, so the file is damaged (its header is intact). "

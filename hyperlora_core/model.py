@@ -177,16 +177,15 @@ class HyperLoRA(nn.Module):
         if base_resampler is not None:
             base_bank = BasisBank(modules, "base", layout.hyper_dim, layout.base_rank, dtype, device)
             base_bank.load_from(weights)
-        for net, name in ((id_projector, ID_PROJECTOR_WEIGHTS), (resampler, RESAMPLER_WEIGHTS),
-                          (base_resampler, BASE_RESAMPLER_WEIGHTS)):
-            if net is not None:
-                check_module_finite(net, folder / name)
         model = cls(modules, id_projector, resampler, id_bank, base_resampler, base_bank, source=folder.name)
         model.path = str(folder)
-        # The small networks are converted here; the banks were filled in place in their dtype.
-        for net in (model.id_projector, model.resampler, model.base_resampler):
+        # The small networks are converted here; the banks were filled in place in their dtype. Their
+        # weights are checked after the conversion, which also catches values too large for float16.
+        for net, name, prefix in ((id_projector, ID_PROJECTOR_WEIGHTS, "layers."), (resampler, RESAMPLER_WEIGHTS, ""),
+                                  (base_resampler, BASE_RESAMPLER_WEIGHTS, "")):
             if net is not None:
                 net.to(device=device, dtype=dtype)
+                check_module_finite(net, folder / name, prefix)
         log.info("Loaded HyperLoRA %s: %d modules, rank %d, hyper dim %d, %s on %s%s",
                  folder.name, len(modules), layout.rank, layout.hyper_dim, str(dtype).removeprefix("torch."),
                  device, ", with Base-LoRA" if base_bank is not None else "")
