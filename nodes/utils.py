@@ -236,6 +236,13 @@ def output_file_prefix(filename_prefix: str, what: str) -> tuple[str, str, int, 
         raise outside
     if os.path.commonpath((real_output, os.path.realpath(os.path.dirname(target)))) != real_output:
         raise outside
+    folder_part = Path(os.path.dirname(target))
+    for parent in (folder_part, *folder_part.parents):
+        if parent == Path(output_dir):
+            break
+        if parent.exists() and not parent.is_dir():
+            raise HyperLoRAError(f"Cannot save the {what} under {filename_prefix!r}: {parent} is a file, not a "
+                                 "folder. Choose another filename_prefix or rename that file.")
     try:
         folder, name, counter, subfolder, _ = fp.get_save_image_path(prefix, output_dir)
     except OSError as exc:
