@@ -59,10 +59,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             "It was not loaded. Resize the photo to a few megapixels: the face crop needs only about 1024 px."
         ) from None
     except UnidentifiedImageError as error:
-        raise InputError(f"{path} is not an image file PIL can read ({error}); use a JPEG, PNG or WebP photo.") from error
+        raise InputError(f"{path} is not an image that can be read ({error}); use a JPEG, PNG or WebP photo.") from error
     except (OSError, ValueError, SyntaxError, MemoryError) as error:
-        raise InputError(f"{path} is a damaged or truncated image ({error}); export the photo again as "
-                         "JPEG or PNG.") from error
+        raise InputError(f"{path} is not an image that can be read: it is damaged or truncated ({error}); "
+                         "export the photo again as JPEG or PNG.") from error
     return _checked(pil_to_rgb(image), str(path))
 
 
