@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
@@ -39,11 +39,7 @@ def write_atomic(path: str | os.PathLike, content: Content, overwrite: bool = Fa
     check_file_name(path.name, path)
     if not overwrite and os.path.lexists(path):
         raise _exists(path)
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=PARTIAL_SUFFIX, dir=folder)
-    except OSError as exc:
-        raise write_error(path, exc) from exc
-    temp = Path(temp_name)
+    fd, temp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             if callable(content):
@@ -60,6 +56,20 @@ def write_atomic(path: str | os.PathLike, content: Content, overwrite: bool = Fa
         raise
     _sync_folder(folder)
     return path
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new hidden file beside ``path``, with the permissions a plain open() would give (umask applies;
+    tempfile.mkstemp would make it private to the user)."""
+    for _ in range(100):
+        temp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), temp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise write_error(path, exc) from exc
+    raise HyperLoRAError(f"Cannot write {path}: no free temporary name in {path.parent}; remove its .partial files.")
 
 
 def _publish(temp: Path, path: Path, overwrite: bool) -> None:

@@ -54,8 +54,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             image = ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as error:
         raise InputError(
-            f"{path} declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0) // 10**6} megapixels ({error}); a file "
-            "that large is refused because decoding it could exhaust the memory (a 'decompression bomb'). "
+            f"{path} declares more pixels than the safety limit allows ({error}); it is refused because decoding "
+            "it could exhaust the memory (a 'decompression bomb'). "
             "It was not loaded. Resize the photo to a few megapixels: the face crop needs only about 1024 px."
         ) from None
     except UnidentifiedImageError as error:

@@ -164,3 +164,12 @@ def test_file_system_without_hard_links_still_refuses_to_overwrite(tmp_path, mon
     with pytest.raises(HyperLoRAError, match="already exists"):
         write_atomic(target, b"two")
     assert _leftovers(tmp_path) == ["fat.bin"]
+
+
+def test_permissions_are_those_of_a_plain_open_not_private(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "shared.safetensors", b"x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
