@@ -37,6 +37,10 @@ def describe_start(head: bytes, size: int) -> str | None:
     """What the first bytes of a file that should be safetensors say it is; None if it looks like safetensors."""
     if size == 0:
         return "is empty (0 bytes): an interrupted download or copy"
+    if len(head) > 8:
+        (header,) = struct.unpack("<Q", head[:8])
+        if header <= MAX_HEADER_BYTES and 8 + header <= size and head[8:9] == b"{":
+            return None  # shaped like safetensors; the library checks the rest
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return ("is a Python pickle (a PyTorch .ckpt/.bin/.pt file renamed), not a safetensors file; it was not "
                 "opened, because loading a pickle can run code")
