@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .atomic import write_atomic
 from .checkpoint import sdxl_attention_modules
 from .constants import RELEASE_FILES
 from .merge import lora_layers, merge_layer_, merge_layer_straightforward
@@ -272,7 +273,7 @@ def main(argv=None) -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_atomic(args.out, (text + "\n").encode("utf-8"), overwrite=True)
     return 0
 
 

@@ -27,10 +27,14 @@ from .constants import (
     RELEASE_FILES,
     RESAMPLER_WEIGHTS,
 )
+from .atomic import write_atomic
 from .errors import CheckpointError
+from .sniff import file_problem, path_problem, unsupported_dtype
 
 
 _SAFETENSORS_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
+MAX_JSON_BYTES = 16 * 2**20
+_DOWNLOAD_AGAIN = f"Download the release files again from {HF_URL} (or `python -m hyperlora_core download`)."
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,19 @@ def check_release_folder(folder: str | os.PathLike) -> Path:
 def read_modules(json_path: str | os.PathLike) -> list[ModuleSpec]:
     """Read `hyper_lora_modules.json`, keeping its order (module i of the weights follows it)."""
     json_path = Path(json_path)
+    problem = path_problem(json_path)
+    if problem is not None:
+        raise CheckpointError(f"{json_path} {problem}. It was not loaded. Download it again from {HF_URL}.")
+    if json_path.stat().st_size > MAX_JSON_BYTES:
+        raise CheckpointError(f"{json_path} is {json_path.stat().st_size} bytes: far too large for a "
+                              f"hyper_lora_modules.json (about 15 kB). It was not loaded. Download it again from {HF_URL}.")
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"), object_pairs_hook=OrderedDict)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{json_path} is not readable JSON ({exc}). Download it again from {HF_URL}.") from exc
+    except RecursionError:
+        raise CheckpointError(f"{json_path} is not a hyper_lora_modules.json: it nests too deeply to read. "
+                              f"Download it again from {HF_URL}.") from None
     if not isinstance(data, dict) or not data:
         raise CheckpointError(
             f"{json_path} must be a non-empty JSON object mapping module names to "
@@ -106,15 +119,31 @@ class SafetensorsFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        problem = file_problem(self.path)
+        if problem is not None:
+            raise CheckpointError(f"{self.path} is not a valid .safetensors file: it {problem}. "
+                                  f"It was not loaded. {_DOWNLOAD_AGAIN}")
         try:
             self._handle = safe_open(str(self.path), framework="pt", device="cpu")
             self.keys = list(self._handle.keys())
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(
                 f"{self.path} is not a valid .safetensors file ({exc}); it may be truncated by an "
-                f"interrupted download. Download it again from {HF_URL}."
+                f"interrupted download. It was not loaded. {_DOWNLOAD_AGAIN}"
             ) from exc
         self.metadata = self._handle.metadata() or {}
+        self._check_dtypes()
+
+    def _check_dtypes(self) -> None:
+        """Every tensor must be float16, bfloat16 or float32 (a quantised or integer file is refused)."""
+        _, header = self._layout()
+        bad = unsupported_dtype({k: v["dtype"] for k, v in header.items() if k != "__metadata__"})
+        if bad is not None:
+            raise CheckpointError(
+                f"{self.path}: tensor {bad[0]!r} is stored as {bad[1]}, but HyperLoRA weights must be float16, "
+                "bfloat16 or float32 (a quantised or converted file does not work). It was not loaded. "
+                f"{_DOWNLOAD_AGAIN}"
+            )
 
     def shape(self, key: str) -> tuple[int, ...]:
         return tuple(self._handle.get_slice(key).get_shape())
@@ -250,7 +279,7 @@ def sdxl_attention_modules() -> list[ModuleSpec]:
 
 def write_modules_json(modules: list[ModuleSpec], path: str | os.PathLike) -> None:
     data = {m.name: {"hidden_size": m.hidden_size, "cross_attention_dim": m.cross_attention_dim} for m in modules}
-    Path(path).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    write_atomic(path, json.dumps(data, indent=2).encode("utf-8"), overwrite=True)
 
 
 __all__ = [

@@ -30,6 +30,7 @@ import torch
 
 from .constants import CLIP_SIZE, CLIP_TOKENS, CLIP_WIDTH
 from .errors import HyperLoRAError, InputError
+from .sniff import file_problem, path_problem, unsupported_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +60,22 @@ def find_clip_vision(models_dir: str | os.PathLike) -> Path | None:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
+    problem = path_problem(path)
+    if problem is not None:
+        raise ClipModelError(f"The CLIP config {path} {problem}. Use the config.json of {CLIP_URL}.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ClipModelError(f"{path} is not a readable CLIP config.json ({exc}).") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ClipModelError(f"{path} is not a readable CLIP config.json ({type(exc).__name__}). "
+                             f"Use the config.json of {CLIP_URL}.") from exc
+    if not isinstance(data, dict):
+        raise ClipModelError(f"{path} is not a CLIP config.json (it holds a JSON {type(data).__name__}, not an "
+                             f"object). Use the config.json of {CLIP_URL}.")
     if data.get("model_type") == "clip" or "vision_config" in data or "vision_config_dict" in data:
         # The full CLIPConfig of openai/clip-vit-large-patch14 (older files: vision_config_dict).
         data = data.get("vision_config") or data.get("vision_config_dict") or {}
+    if not isinstance(data, dict):
+        raise ClipModelError(f"{path}: vision_config is not a JSON object. Use the config.json of {CLIP_URL}.")
     return data
 
 
@@ -140,10 +150,16 @@ class ClipVisionEncoder:
                 f"'python -m hyperlora_core download' or from {CLIP_URL}."
             )
 
+        get_it = (f"It was not loaded. Get OpenAI CLIP ViT-L/14's model.safetensors from {CLIP_URL} "
+                  "(or run: python -m hyperlora_core download).")
+        problem = file_problem(weights)
+        if problem is not None:
+            raise ClipModelError(f"The CLIP file {weights} is not a valid .safetensors file: it {problem}. {get_it}")
         try:
             handle = safe_open(str(weights), framework="pt")
-        except (SafetensorError, OSError) as exc:
-            raise ClipModelError(f"{weights} is not a readable .safetensors file ({exc}).") from exc
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ClipModelError(f"{weights} is not a readable .safetensors file ({exc}); it may be truncated. "
+                                 f"{get_it}") from exc
         with handle:
             # Only the vision tower: the text tower of a full CLIP file is never read.
             names = {key.removeprefix(PREFIX): key for key in handle.keys()
@@ -152,6 +168,10 @@ class ClipVisionEncoder:
             if "visual_projection.weight" in handle.keys():
                 names["visual_projection.weight"] = "visual_projection.weight"
             shapes = {short: tuple(handle.get_slice(key).get_shape()) for short, key in names.items()}
+            bad = unsupported_dtype({key: handle.get_slice(key).get_dtype() for key in names.values()})
+            if bad is not None:
+                raise ClipModelError(f"{weights}: tensor {bad[0]!r} is stored as {bad[1]}, but CLIP weights must be "
+                                     f"float16, bfloat16 or float32 (a quantised file does not work). {get_it}")
             settings = _read_config(config_path) if config_path is not None else _infer_config(shapes, weights)
             width = settings.get("hidden_size")
             if width != CLIP_WIDTH:

@@ -10,7 +10,9 @@ import torch
 from safetensors.torch import save
 
 from .constants import TRIGGER_WORDS
+from .atomic import write_atomic
 from .errors import HyperLoRAError
+from .finite import check_lora_finite
 
 
 def lora_metadata(lora: dict[str, torch.Tensor], source: str = "", num_photos: int | None = None,
@@ -40,23 +42,8 @@ def lora_metadata(lora: dict[str, torch.Tensor], source: str = "", num_photos: i
 
 
 def write_new_file(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to a file that must not exist yet; never leaves a partial file behind."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise HyperLoRAError(f"Cannot write {path}: the folder {path.parent} does not exist.")
-    try:
-        handle = open(path, "xb")  # exclusive create: an existing file is never touched
-    except FileExistsError:
-        raise HyperLoRAError(
-            f"{path} already exists and will not be overwritten; choose another name or move the old file."
-        ) from None
-    try:
-        with handle:
-            handle.write(data)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
+    """Write bytes to a file that must not exist yet; the file appears whole or not at all."""
+    return write_atomic(path, data, overwrite=False)
 
 
 def save_lora(lora: dict[str, torch.Tensor], path: str | os.PathLike,
@@ -64,6 +51,11 @@ def save_lora(lora: dict[str, torch.Tensor], path: str | os.PathLike,
     """Write a LoRA dict as `.safetensors`; refuses to overwrite an existing file."""
     if not lora:
         raise HyperLoRAError("The LoRA to save is empty.")
+    bad = [k for k, v in lora.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise HyperLoRAError(f"The LoRA to save holds {type(lora[bad[0]]).__name__} under {bad[0]!r}, not a tensor: "
+                             "save the LoRA from 'Generate HyperLoRA' (or `HyperLoRA.generate_id_lora`).")
+    check_lora_finite(lora, source=(metadata or {}).get("hyperlora.source_checkpoint", ""))
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in lora.items()}
     meta = metadata if metadata is not None else lora_metadata(tensors)
     return write_new_file(path, save(tensors, metadata={k: str(v) for k, v in meta.items()}))

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
+from .sniff import path_problem
 
 MIN_SIDE = 64
 
@@ -42,14 +43,26 @@ def to_rgb_list(images: Any) -> list[np.ndarray]:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3), upright as its EXIF orientation says."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise InputError(f"Image file not found: {path}")
+    problem = path_problem(path)
+    if problem is not None:
+        raise InputError(f"The photo {path} {problem}; give the path of an image file (JPEG, PNG, WebP, ...).")
     try:
         with Image.open(path) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
-        raise InputError(f"{path} is not an image that can be read ({error}).") from error
+    except Image.DecompressionBombError as error:
+        raise InputError(
+            f"{path} declares more pixels than the safety limit allows ({error}); it is refused because decoding "
+            "it could exhaust the memory (a 'decompression bomb'). "
+            "It was not loaded. Resize the photo to a few megapixels: the face crop needs only about 1024 px."
+        ) from None
+    except UnidentifiedImageError as error:
+        raise InputError(f"{path} is not an image that can be read ({error}); use a JPEG, PNG or WebP photo.") from error
+    except (OSError, ValueError, SyntaxError, MemoryError) as error:
+        raise InputError(f"{path} is not an image that can be read: it is damaged or truncated ({error}); "
+                         "export the photo again as JPEG or PNG.") from error
     return _checked(pil_to_rgb(image), str(path))
 
 

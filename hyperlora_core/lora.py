@@ -16,10 +16,15 @@ from torch import nn
 
 from .checkpoint import ModuleSpec, SafetensorsFile, basis_key
 from .constants import KOHYA_SUFFIX, PROJECTIONS, TOKENS_PER_MODULE
+from .errors import CheckpointError
 
 ROLES = ("down", "up")
 # Bytes of float32 a chunk of converted half bases may take on the CPU.
 CPU_CHUNK_BYTES = 8 * 2**20
+
+
+class NonFiniteLoRA(CheckpointError):
+    """A mixed LoRA holds NaN or infinite values (the caller names the checkpoint)."""
 
 
 @dataclass(frozen=True)
@@ -132,10 +137,13 @@ class BasisBank(nn.Module):
         host = torch.empty(total, dtype=dtype, pin_memory=coefficients.device.type == "cuda")
         placed: list[tuple[str, LayerSlot, int, tuple[int, int]]] = []
         offset = 0
+        # One reduction per group on the device, read back once at the end (one synchronisation).
+        finite = torch.ones((), dtype=torch.bool, device=coefficients.device)
         for name, slots in self.groups.items():
             role = name.split("_")[0]
             bank = getattr(self, name)
             mixed = mix_group(coefficients.index_select(0, self._tokens(name, coefficients.device)), bank)
+            finite &= torch.isfinite(mixed).all()
             features = bank.shape[2] // self.rank
             # down: (G, in, r) -> lora_down (G, r, in); up: (G, r, out) -> lora_up (G, out, r)
             shape = (len(slots), features, self.rank) if role == "down" else (len(slots), self.rank, features)
@@ -144,6 +152,11 @@ class BasisBank(nn.Module):
             for j, slot in enumerate(slots):
                 placed.append((role, slot, offset + j * bank.shape[2], (shape[2], shape[1])))
             offset += mixed.numel()
+        if not bool(finite):
+            bad = next((name for name in self.groups if not bool(torch.isfinite(getattr(self, name)).all())), None)
+            where = f"the {self.kind} {bad.replace('_', ' bases of width ')} hold NaN or infinite values" \
+                if bad else f"the {self.kind} bases overflow {str(dtype).removeprefix('torch.')}"
+            raise NonFiniteLoRA(where)
         raw = host.view(torch.uint8).numpy()
         size = host.element_size()
         out: dict[str, torch.Tensor] = {}

@@ -30,7 +30,8 @@ from .constants import (
 )
 from .errors import CheckpointError, HyperLoRAError, InputError
 from .hypernet import IDProjector, Resampler
-from .lora import BasisBank
+from .finite import check_module_finite
+from .lora import BasisBank, NonFiniteLoRA
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ def resolve_device(device: torch.device | str) -> torch.device:
         device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise HyperLoRAError(f"Unknown device {device!r}: use 'cpu' or 'cuda' (or 'cuda:N').") from exc
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise HyperLoRAError(f"Device {str(device)!r} cannot run HyperLoRA (it holds no real weights or is not a "
+                             "compute device): use 'cpu' or 'cuda' (or 'cuda:N').")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise HyperLoRAError(f"Device {device} was requested but this PyTorch sees no CUDA GPU; use 'cpu'.")
     return device
@@ -84,8 +88,14 @@ def _features(value, name: str, tail: tuple[int, ...], what: str) -> torch.Tenso
 def _photo_weights(weights, count: int) -> torch.Tensor:
     if weights is None:
         return torch.full((count,), 1.0 / count)
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float64) if not isinstance(weights, torch.Tensor) else weights,
-                        dtype=torch.float64).flatten()
+    try:
+        if isinstance(weights, (str, bytes)):
+            raise TypeError
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64) if not isinstance(weights, torch.Tensor)
+                            else weights, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"weights must be numbers, one per photo (a list, array or tensor such as [1.0, 0.5]), "
+                         f"got {type(weights).__name__} {str(weights)[:40]!r}.") from None
     if w.numel() != count:
         raise InputError(f"weights has {w.numel()} entries for {count} photos: give one weight per photo.")
     if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
@@ -123,7 +133,13 @@ class HyperLoRA(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, dtype: torch.dtype | str = torch.float32,
                         device: torch.device | str = "cpu") -> "HyperLoRA":
-        """Load a release folder (spec section 1) with every key and shape checked."""
+        """Load a release folder (spec section 1) with every key, shape, dtype and small-network weight checked."""
+        if not isinstance(folder, (str, os.PathLike)) or not str(folder).strip():
+            raise CheckpointError(
+                f"HyperLoRA.from_pretrained needs the path of a release folder (a str or Path), got "
+                f"{type(folder).__name__}{' (empty)' if isinstance(folder, str) else ''}. Download a variant folder "
+                f"(e.g. sdxl_hyper_id_lora_v1_fidelity) from {HF_URL} and pass its path."
+            )
         dtype = resolve_dtype(dtype)
         device = resolve_device(device)
         folder = check_release_folder(folder)
@@ -162,10 +178,14 @@ class HyperLoRA(nn.Module):
             base_bank = BasisBank(modules, "base", layout.hyper_dim, layout.base_rank, dtype, device)
             base_bank.load_from(weights)
         model = cls(modules, id_projector, resampler, id_bank, base_resampler, base_bank, source=folder.name)
-        # The small networks are converted here; the banks were filled in place in their dtype.
-        for net in (model.id_projector, model.resampler, model.base_resampler):
+        model.path = str(folder)
+        # The small networks are converted here; the banks were filled in place in their dtype. Their
+        # weights are checked after the conversion, which also catches values too large for float16.
+        for net, name, prefix in ((id_projector, ID_PROJECTOR_WEIGHTS, "layers."), (resampler, RESAMPLER_WEIGHTS, ""),
+                                  (base_resampler, BASE_RESAMPLER_WEIGHTS, "")):
             if net is not None:
                 net.to(device=device, dtype=dtype)
+                check_module_finite(net, folder / name, prefix)
         log.info("Loaded HyperLoRA %s: %d modules, rank %d, hyper dim %d, %s on %s%s",
                  folder.name, len(modules), layout.rank, layout.hyper_dim, str(dtype).removeprefix("torch."),
                  device, ", with Base-LoRA" if base_bank is not None else "")
@@ -229,7 +249,7 @@ class HyperLoRA(nn.Module):
         cdt = self.compute_dtype
         ids = self.id_projector(arcface.to(self.device, cdt))
         per_photo = self.resampler(ids, clip.to(self.device, cdt))
-        return normalise_coefficients(per_photo.float(), w.to(self.device))
+        return self._finite(normalise_coefficients(per_photo.float(), w.to(self.device)), clip, "clip_tokens")
 
     @torch.no_grad()
     def base_coefficients(self, clip_tokens, weights=None) -> torch.Tensor:
@@ -238,7 +258,19 @@ class HyperLoRA(nn.Module):
         clip = self._clip(clip_tokens, self.base_resampler.in_dims[0])
         w = _photo_weights(weights, clip.shape[0])
         per_photo = self.base_resampler(clip.to(self.device, self.compute_dtype))
-        return normalise_coefficients(per_photo.float(), w.to(self.device))
+        return self._finite(normalise_coefficients(per_photo.float(), w.to(self.device)), clip, "base clip_tokens")
+
+    def _finite(self, coefficients: torch.Tensor, clip: torch.Tensor, name: str) -> torch.Tensor:
+        """The small networks were checked at load, so NaN here means the inputs overflowed the arithmetic."""
+        if bool(torch.isfinite(coefficients).all()):
+            return coefficients
+        largest = float(clip.abs().max())
+        raise InputError(
+            f"The face features overflowed the network's {str(self.compute_dtype).removeprefix('torch.')} arithmetic "
+            f"(the largest {name} value is {largest:.3g}; CLIP ViT-L/14 tokens are usually within a few hundred), so "
+            "no LoRA was made. Recompute the features from the photos with OpenAI CLIP ViT-L/14; on a GPU, "
+            "float32 instead of float16 also gives more headroom."
+        )
 
     @torch.no_grad()
     def lora_from_coefficients(self, coefficients: torch.Tensor, kind: str = "id") -> dict[str, torch.Tensor]:
@@ -249,9 +281,23 @@ class HyperLoRA(nn.Module):
         if bank is None:
             raise HyperLoRAError(f"Unknown LoRA kind {kind!r}: use 'id' or 'base'.")
         expected = (len(self.target_modules) * TOKENS_PER_MODULE, self.hyper_dim)
+        if not isinstance(coefficients, torch.Tensor):
+            raise InputError(f"coefficients must be a tensor of shape {list(expected)} (from HyperLoRA.coefficients), "
+                             f"got {type(coefficients).__name__}.")
         if tuple(coefficients.shape) != expected:
             raise InputError(f"coefficients must have shape {list(expected)}, got {list(coefficients.shape)}.")
-        return bank.mix(coefficients.to(self.device))
+        if not coefficients.is_floating_point() or not bool(torch.isfinite(coefficients).all()):
+            raise InputError("coefficients must be finite floating-point numbers; compute them again with "
+                             "HyperLoRA.coefficients from the face features.")
+        try:
+            return bank.mix(coefficients.to(self.device))
+        except NonFiniteLoRA as exc:
+            raise CheckpointError(
+                f"The {kind.upper() if kind == 'id' else 'Base'}-LoRA made from the HyperLoRA checkpoint "
+                f"{getattr(self, 'path', '') or self.source!r} holds NaN or infinite values ({exc}): the checkpoint's "
+                f"bases are damaged (the file header is intact, the numbers are not). Download "
+                f"{MODULES_WEIGHTS} again from {HF_URL}."
+            ) from None
 
     def generate_id_lora(self, arcface_embeds, clip_tokens, weights=None) -> dict[str, torch.Tensor]:
         """Face features of N photos of one person -> the ID-LoRA in kohya format, on the CPU."""

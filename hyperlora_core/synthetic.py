@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from .atomic import write_atomic
 from .checkpoint import ModuleSpec, write_modules_json
 from .constants import PROJECTIONS
 
@@ -86,7 +87,7 @@ def make_release_folder(folder: str | Path, modules: list[ModuleSpec] | None = N
     write_modules_json(modules, folder / "hyper_lora_modules.json")
 
     def write(name, state):
-        save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, str(folder / name))
+        write_atomic(folder / name, save({k: v.to(dtype).contiguous() for k, v in state.items()}), overwrite=True)
 
     write("hyper_lora_modules.safetensors",
           basis_state(modules, hyper_dim, rank, rank // 2 if with_base else None, gen, dtype))

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from ..hyperlora_core.face_models import PROVIDER_CHOICES
 from ..hyperlora_core.errors import FaceModelError, HyperLoRAError, NoFaceError
@@ -16,6 +17,7 @@ from .utils import (
     images_to_uint8,
     list_face_model_folders,
     progress_bar,
+    require_input,
     uint8_to_image,
 )
 
@@ -131,6 +133,8 @@ class LoadFaces:
                             ("images_4", images_4)):
             if batch is None:
                 continue
+            require_input(batch, slot, "an IMAGE batch", "the IMAGE output of 'Load Image' (or another image node)",
+                          accept=lambda v: isinstance(v, torch.Tensor) and v.dim() == 4 and v.shape[-1] in (1, 3, 4))
             arrays = images_to_uint8(batch)
             photos.extend(arrays)
             sources.extend(f"{slot}[{i}]" if len(arrays) > 1 else slot for i in range(len(arrays)))

@@ -18,6 +18,7 @@ from .utils import (
     identity_file_path,
     list_identity_files,
     progress_bar,
+    require_input,
     save_in_output,
 )
 
@@ -101,6 +102,11 @@ class IDEmbedding:
         }
 
     def embed(self, faces, clip_vision):
+        require_input(faces, "faces", "HYPERLORA_FACES", "the faces output of 'Load Faces (HyperLoRA)'",
+                      accept=lambda v: isinstance(getattr(v, "results", None), list))
+        require_input(clip_vision, "clip_vision", "a CLIP_VISION model",
+                      "the output of the core 'Load CLIP Vision' node with OpenAI CLIP ViT-L/14",
+                      accept=lambda v: hasattr(v, "encode_image"))
         results = list(getattr(faces, "results", []))
         if not results:
             raise HyperLoRAError("No faces to embed: connect the 'faces' output of 'Load Faces (HyperLoRA)'.")
@@ -181,6 +187,9 @@ class SaveIdentity:
         }
 
     def save(self, identity, filename_prefix: str):
+        require_input(identity, "identity", "a HYPERLORA_IDENTITY",
+                      "the output of 'HyperLoRA ID Embedding', 'Blend HyperLoRA Identities' or 'Load HyperLoRA Identity'",
+                      accept=lambda v: isinstance(v, IdentityFeatures))
         return save_in_output(filename_prefix, "identity", identity.save)
 
 
@@ -213,4 +222,7 @@ class LoadIdentity:
             return float("nan")  # never equal to itself: the error is shown when the node runs
 
     def load(self, identity_name: str):
+        require_input(identity_name, "identity_name", "the name of a saved identity file",
+                      "pick one in the list (saved by 'Save HyperLoRA Identity')",
+                      accept=lambda v: isinstance(v, str) and v.strip() != "")
         return (IdentityFeatures.load(identity_file_path(identity_name)),)

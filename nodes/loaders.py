@@ -9,7 +9,7 @@ import torch
 
 from ..hyperlora_core import HyperLoRA
 from ..hyperlora_core.errors import HyperLoRAError
-from .utils import CATEGORY, HF_URL, comfy_module, hyperlora_folder_path, list_hyperlora_folders
+from .utils import CATEGORY, HF_URL, comfy_module, hyperlora_folder_path, list_hyperlora_folders, require_input
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,15 @@ class LoadHyperLoRA:
         }
 
     def load(self, hyperlora_name: str, dtype: str = "auto", device: str = "auto"):
+        require_input(hyperlora_name, "hyperlora_name", "the name of a checkpoint folder",
+                      f"pick one in the list (folders under models/hyperlora, from {HF_URL})",
+                      accept=lambda v: isinstance(v, str) and v.strip() != "")
         mm = comfy_module("comfy.model_management")
         patcher_mod = comfy_module("comfy.model_patcher")
-        folder = hyperlora_folder_path(hyperlora_name)
-        load_device = torch.device("cpu") if device == "cpu" else mm.get_torch_device()
         if device not in ("auto", "cpu"):
             raise HyperLoRAError(f"Unknown device {device!r}: use 'auto' or 'cpu'.")
+        folder = hyperlora_folder_path(hyperlora_name)
+        load_device = torch.device("cpu") if device == "cpu" else mm.get_torch_device()
         if dtype != "auto" and dtype not in DTYPES:
             raise HyperLoRAError(f"Unknown dtype {dtype!r}: use auto, float16, bfloat16 or float32.")
         torch_dtype = choose_dtype(dtype, load_device)

@@ -6,11 +6,12 @@ import logging
 
 import torch
 
-from ..hyperlora_core import TRIGGER_WORDS, lora_metadata, save_lora
+from ..hyperlora_core import IdentityFeatures, TRIGGER_WORDS, lora_metadata, save_lora
 from ..hyperlora_core.errors import HyperLoRAError
+from ..hyperlora_core.finite import check_lora_finite
 from .identity import HYPERLORA_IDENTITY
-from .loaders import HYPERLORA_MODEL
-from .utils import CATEGORY, comfy_module, save_in_output
+from .loaders import HYPERLORA_MODEL, LoadedHyperLoRA
+from .utils import CATEGORY, comfy_module, require_input, save_in_output
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,24 @@ def lora_layers(lora: dict) -> list[str]:
         else:
             raise HyperLoRAError(f"{key!r} is not a key of a kohya LoRA (…lora_down.weight, …lora_up.weight, …alpha).")
     return list(layers)
+
+
+def require_lora(lora, name: str = "lora", connect: str = "the id_lora output of 'Generate HyperLoRA'") -> None:
+    """A LORA_MODEL input must be a dict of tensors."""
+    require_input(lora, name, "a LORA_MODEL (a dict of LoRA tensors)", connect,
+                  accept=lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()))
+
+
+def require_model(model) -> None:
+    require_input(model, "model", "a MODEL (the diffusion model of an SDXL checkpoint)",
+                  "the MODEL output of 'Load Checkpoint' with an SDXL checkpoint",
+                  accept=lambda m: hasattr(m, "clone") and hasattr(m, "add_patches") and hasattr(m, "model"))
+
+
+def require_strength(value, name: str) -> None:
+    require_input(value, name, "a number", "a FLOAT value (or type one into the widget)",
+                  accept=lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+                  and abs(v) != float("inf"))
 
 
 def describe_model(model) -> str:
@@ -121,6 +140,11 @@ class GenerateLoRA:
         }
 
     def generate(self, hyperlora, identity):
+        require_input(hyperlora, "hyperlora", "a HYPERLORA_MODEL", "the output of 'Load HyperLoRA'",
+                      accept=lambda v: isinstance(v, LoadedHyperLoRA))
+        require_input(identity, "identity", "a HYPERLORA_IDENTITY",
+                      "the output of 'HyperLoRA ID Embedding', 'Blend HyperLoRA Identities' or "
+                      "'Load HyperLoRA Identity'", accept=lambda v: isinstance(v, IdentityFeatures))
         network = hyperlora.ready()
         weights = identity.weights
         id_lora = GeneratedLoRA(network.generate_id_lora(identity.arcface, identity.clip_tokens, weights),
@@ -171,9 +195,18 @@ class ApplyLoRA:
         }
 
     def apply(self, model, lora, strength: float, base_lora=None, base_strength: float = 1.0):
+        require_model(model)
+        require_lora(lora)
+        require_strength(strength, "strength")
+        if base_lora is not None:
+            require_lora(base_lora, "base_lora", "the base_lora output of 'Generate HyperLoRA', or nothing")
+            require_strength(base_strength, "base_strength")
         check_sdxl(model)
         if not lora:
             raise HyperLoRAError("The LoRA is empty: connect the id_lora output of 'Generate HyperLoRA'.")
+        check_lora_finite(lora, getattr(lora, "source", ""), "ID-LoRA")
+        if base_lora:
+            check_lora_finite(base_lora, getattr(base_lora, "source", ""), "Base-LoRA")
         patched = model.clone()
         count = 0
         if strength != 0:
@@ -211,6 +244,7 @@ class SaveLoRA:
         }
 
     def save(self, lora, filename_prefix: str):
+        require_lora(lora)
         if not lora:
             raise HyperLoRAError(
                 "The LoRA to save is empty (the base_lora output is empty when the checkpoint has no "

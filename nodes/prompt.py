@@ -6,7 +6,7 @@ import logging
 
 from ..hyperlora_core import TRIGGER_WORDS
 from ..hyperlora_core.errors import HyperLoRAError
-from .utils import CATEGORY
+from .utils import CATEGORY, require_input
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ class TriggerPrompt:
     def encode(self, clip, text: str, add_trigger_words: bool = True):
         if clip is None:
             raise HyperLoRAError("clip is empty: connect the CLIP output of the SDXL checkpoint loader.")
+        require_input(clip, "clip", "a CLIP (the text encoders)",
+                      "the CLIP output of 'Load Checkpoint' (or of 'CLIP Set Last Layer')",
+                      accept=lambda c: hasattr(c, "tokenize") and hasattr(c, "encode_from_tokens_scheduled"))
+        require_input(text, "text", "text", "a STRING (or type the prompt into the widget)",
+                      accept=lambda t: isinstance(t, str))
         prompt = with_trigger_words(text) if add_trigger_words else text
         if not has_trigger_words(prompt):
             log.warning("HyperLoRA: the prompt does not start with the trigger words '%s'; the LoRA will have "

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from ..atomic import write_atomic
 from ..errors import HyperLoRAError
 
 log = logging.getLogger(__name__)
@@ -159,16 +160,13 @@ def write_item(cache: Path, key: str, features: dict[str, torch.Tensor]) -> None
     latents (C, h, w), sizes (6)."""
     items = cache / "items"
     items.mkdir(parents=True, exist_ok=True)
-    partial = items / f"{key}.partial"
-    save_file({k: v.detach().cpu().contiguous() for k, v in features.items()}, str(partial))
-    partial.replace(items / f"{key}.safetensors")
+    data = save({k: v.detach().cpu().contiguous() for k, v in features.items()})
+    write_atomic(items / f"{key}.safetensors", data, overwrite=True)
 
 
 def write_index(cache: Path, items: list[dict[str, Any]], skipped: list[str], settings: dict[str, Any]) -> None:
     data = {"version": CACHE_VERSION, "settings": settings, "items": items, "no_face": skipped}
-    partial = cache / (INDEX + ".partial")
-    partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    partial.replace(cache / INDEX)
+    write_atomic(cache / INDEX, json.dumps(data, indent=1).encode("utf-8"), overwrite=True)
 
 
 @dataclass

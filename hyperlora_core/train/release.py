@@ -14,8 +14,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from ..atomic import write_atomic
 from ..checkpoint import basis_key, write_modules_json
 from ..constants import (
     BASE_RESAMPLER_WEIGHTS,
@@ -57,7 +58,7 @@ def export_release(net: TrainableHyperLoRA, folder: str | Path, dtype: torch.dty
 
     def write(name: str, tensors: dict[str, torch.Tensor]) -> None:
         tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in tensors.items()}
-        save_file(tensors, str(partial / name), metadata=meta)
+        write_atomic(partial / name, save(tensors, metadata=meta), overwrite=True)
 
     write_modules_json(net.target_modules, partial / MODULES_JSON)
     bases = _bank_tensors(net.id_bank, dtype)

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch.utils.checkpoint import checkpoint
 
+from ..atomic import write_atomic
 from ..errors import CheckpointError
 from ..model import HyperLoRA
 from .backbone import Backbone, load_backbone
@@ -356,13 +357,16 @@ class Trainer:
             partial = folder.with_name(folder.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()},
-                      str(partial / "network.safetensors"))
-            torch.save({"optimizer": self.optimizer.state_dict(),
-                        "scaler": self.scaler.state_dict() if self.scaler else None,
-                        "torch_rng": torch.get_rng_state()}, partial / "optimizer.pt")
+            write_atomic(partial / "network.safetensors",
+                         save({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}),
+                         overwrite=True)
+            extra = {"optimizer": self.optimizer.state_dict(),
+                     "scaler": self.scaler.state_dict() if self.scaler else None,
+                     "torch_rng": torch.get_rng_state()}
+            write_atomic(partial / "optimizer.pt", lambda handle: torch.save(extra, handle), overwrite=True)
             state = {"step": self.step, "world_size": self.dist.world_size, "config": self.config.to_dict()}
-            (partial / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+            # state.json last: a checkpoint counts (latest_checkpoint) only once it is there.
+            write_atomic(partial / "state.json", json.dumps(state, indent=1).encode("utf-8"), overwrite=True)
             shutil.rmtree(folder, ignore_errors=True)
             partial.replace(folder)
             kept = sorted(self.checkpoints.glob("step_*[0-9]"))
@@ -450,7 +454,8 @@ class Trainer:
                                         o.sample_steps, o.sample_guidance, t.seed + k, self.device,
                                         self.amp_dtype or torch.float32)
                     path = folder / f"step_{self.step:08d}_{k}.png"
-                    Image.fromarray(image).save(path)
+                    write_atomic(path, lambda handle: Image.fromarray(image).save(handle, format="PNG"),
+                                 overwrite=True)
                     paths.append(path)
             self.lora_state.clear()
             log.info("Saved %d sample image(s) in %s", len(paths), self.output / "samples")
