@@ -1,11 +1,14 @@
 """Benchmark: the project's path against the straightforward one, stage by stage, v1-sized.
 
-    python -m hyperlora_core.bench [--device cpu|cuda] [--dtype fp16] [--repeats 5]
+    python -m hyperlora_core.bench [--device cpu|cuda] [--dtype fp16] [--repeats 5] [--stages ... chain]
 
 Builds random weights in the release layout with the v1 module list (140 modules, about 3 GB in
 fp16; cached under --cache-dir after the first run) and prints one JSON object: for each stage the
 min, median and max time over the repeats and the peak memory above what was in use before the stage, for both
-paths, with `speedup` = straightforward / project.
+paths, with `speedup` = straightforward / project (and its range, slowest against fastest), what
+each baseline does (`baselines`), and the machine: CPU model, cores, torch version and build,
+threads, the load average at the start and the end (`loaded` when it passed the core count).
+The `chain` stage (hyperlora_core/bench_chain.py) times photos -> LoRA as the command line runs it.
 """
 
 from __future__ import annotations
@@ -209,7 +212,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache-dir", default=".bench_cache", help="where the random checkpoint is kept")
     parser.add_argument("--out", help="also write the JSON report to this file")
     parser.add_argument("--profile", action="store_true",
-                        help="also print torch.profiler's table of one features-to-LoRA call")
+                        help="also print torch.profiler's tables of one features-to-LoRA call and of both "
+                        "coefficients-to-LoRA paths (warm)")
     parser.add_argument("--chain-photos", nargs="+", type=int, default=[1, 4], metavar="N",
                         help="photo counts the chain stage runs (default 1 4)")
     args = parser.parse_args(argv)
