@@ -98,10 +98,10 @@ def run(args) -> dict:
 
     want = set(args.stages)
     if "load_checkpoint" in want:
-        loads = min(r, 3)  # reading 3 GB: a few runs are enough for a median
+        loads = r
         stages["load_checkpoint"] = compare(
             measure(lambda: HyperLoRA.from_pretrained(folder, dtype, device), device, loads, warmup=0),
-            measure(lambda: straightforward_load(folder, dtype, device), device, min(rb, loads), warmup=0))
+            measure(lambda: straightforward_load(folder, dtype, device), device, rb, warmup=0))
         log("load_checkpoint")
     hl = HyperLoRA.from_pretrained(folder, dtype, device)
     report["compute_dtype"] = str(hl.compute_dtype).removeprefix("torch.")
