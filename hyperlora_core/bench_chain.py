@@ -162,8 +162,12 @@ def bench_chain(hl, args, device: torch.device, log: Callable[[str], None] = pri
         per_photo = {stage: round(s["median_s"] / n, 5) for stage, s in stages.items()}
         goal = stages["network"]["median_s"] + n * (report["one_detection"]["median_s"]
                                                     + report["one_clip_pass"]["median_s"])
+        # The same goal with the chain's own CLIP time, which does not carry the lone pass's spread.
+        own = stages["network"]["median_s"] + stages["clip"]["median_s"] + n * report["one_detection"]["median_s"]
         entry = {"stages": stages, "median_per_photo_s": per_photo, "face_model_calls": runs[0][1],
-                 "goal_s": round(goal, 5), "total_over_goal": round(stages["total"]["median_s"] / goal, 3)}
+                 "goal_s": round(goal, 5), "total_over_goal": round(stages["total"]["median_s"] / goal, 3),
+                 "goal_with_chain_clip_s": round(own, 5),
+                 "total_over_goal_with_chain_clip": round(stages["total"]["median_s"] / own, 3)}
         if n > 1:
             crops = [r.clip_crop for r in analyzer.analyze(photos[:n])]
             entry["clip_one_crop_a_call"] = _repeat(

@@ -94,4 +94,7 @@ def test_chain_stage_on_small_models(tmp_path, monkeypatch):
         parts = entry["stages"]["network"]["median_s"] + n * (report["one_detection"]["median_s"]
                                                               + report["one_clip_pass"]["median_s"])
         assert entry["goal_s"] == pytest.approx(parts, abs=1e-4)
+        own = (entry["stages"]["network"]["median_s"] + entry["stages"]["clip"]["median_s"]
+               + n * report["one_detection"]["median_s"])
+        assert entry["goal_with_chain_clip_s"] == pytest.approx(own, abs=1e-4)
     assert "clip_batching_speedup" in report["photos_2"] and "clip_batching_speedup" not in report["photos_1"]
