@@ -1,112 +1,47 @@
 """Benchmark: the project's path against the straightforward one, stage by stage, v1-sized.
 
-    python -m hyperlora_core.bench [--device cpu|cuda] [--dtype fp16] [--repeats 5]
+    python -m hyperlora_core.bench [--device cpu|cuda] [--dtype fp16] [--repeats 5] [--stages ... chain]
 
 Builds random weights in the release layout with the v1 module list (140 modules, about 3 GB in
 fp16; cached under --cache-dir after the first run) and prints one JSON object: for each stage the
-median time over the repeats and the peak memory above what was in use before the stage, for both
-paths, with `speedup` = straightforward / project.
+min, median and max time over the repeats and the peak memory above what was in use before the stage, for both
+paths, with `speedup` = straightforward / project (and its range, slowest against fastest), what
+each baseline does (`baselines`), and the machine: CPU model, cores, torch version and build,
+threads, the load average at the start and the end (`loaded` when it passed the core count).
+The `chain` stage (hyperlora_core/bench_chain.py) times photos -> LoRA as the command line runs it.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
-import platform
-import statistics
-import threading
-import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
+from . import bench_common
 from .atomic import write_atomic
+from .bench_common import compare, machine, measure
 from .checkpoint import sdxl_attention_modules
 from .constants import RELEASE_FILES
 from .merge import lora_layers, merge_layer_, merge_layer_straightforward
 from .model import HyperLoRA, normalise_coefficients, resolve_device, resolve_dtype
 from .synthetic import make_release_folder, random_features
 
-
-def _release_freed_memory() -> None:
-    """Give freed heap pages back to the OS, so that RSS growth shows a stage's own allocations."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-class PeakMemory:
-    """Peak memory above the level at entry: CUDA allocator stats, or sampled RSS on the CPU."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak_bytes = 0
-
-    @staticmethod
-    def _rss() -> int:
-        """Anonymous resident memory: what the process allocated, not file pages it has mapped."""
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def __enter__(self):
-        gc.collect()
-        _release_freed_memory()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._base = torch.cuda.memory_allocated(self.device)
-        else:
-            self._base = self._max = self._rss()
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.002):
-            self._max = max(self._max, self._rss())
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak_bytes = torch.cuda.max_memory_allocated(self.device) - self._base
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak_bytes = max(self._max, self._rss()) - self._base
-
-
-STAGES = ("load_checkpoint", "hypernet_forward", "coefficients_to_lora", "features_to_lora", "merge_into_unet")
-WARMUP = 1  # untimed runs before each measurement (--warmup)
-
-
-def measure(fn, device: torch.device, repeats: int, warmup: int | None = None) -> dict:
-    for _ in range(WARMUP if warmup is None else warmup):
-        fn()
-    times, peaks = [], []
-    for _ in range(repeats):
-        with PeakMemory(device) as mem:
-            start = time.perf_counter()
-            result = fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - start)
-        peaks.append(mem.peak_bytes)
-        del result
-    return {"median_s": round(statistics.median(times), 5), "runs": len(times),
-            "peak_mb": round(max(peaks) / 2**20, 1)}
-
-
-def compare(project: dict, straightforward: dict) -> dict:
-    return {"project": project, "straightforward": straightforward,
-            "speedup": round(straightforward["median_s"] / max(project["median_s"], 1e-9), 2)}
+STAGES = ("load_checkpoint", "hypernet_forward", "coefficients_to_lora", "features_to_lora", "merge_into_unet", "chain")
+# What each stage's straightforward path does, in the report's words (the dtype of its maths included).
+BASELINES = {
+    "load_checkpoint": "safetensors.torch.load_file of each file whole, then tensor.to(device, dtype, copy=True)",
+    "hypernet_forward": "the same modules run in the weights' dtype (on the CPU: float16 matrix products, which "
+                        "PyTorch accumulates in float32 and rounds to float16 after each operation)",
+    "coefficients_to_lora": "one torch.einsum('k,kab->ba') per layer and role (1,120 products) on the stored bases: "
+                            "float16 in and out, float32 accumulation inside PyTorch's CPU kernel, a .cpu() per tensor",
+    "features_to_lora": "the straightforward forward, then the per-layer einsum",
+    "merge_into_unet": "W += scale * (up.float() @ down.float()) with a float32 copy of W per layer",
+    "chain": "none: the chain is compared with its goal, the network's forward plus one CLIP pass and one "
+             "detection per photo",
+}
 
 
 # -- the straightforward paths -------------------------------------------------------------------
@@ -152,10 +87,11 @@ def run(args) -> dict:
     folder = ensure_checkpoint(Path(args.cache_dir), args.modules)
     checkpoint_mb = sum((folder / n).stat().st_size for n in RELEASE_FILES) / 2**20
     r, rb = args.repeats, args.baseline_repeats or args.repeats
-    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-              "device_type": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "weights_dtype": str(dtype).removeprefix("torch."), "modules": args.modules,
-              "checkpoint_mb": round(checkpoint_mb, 1), "stages": {}}
+    info = machine(device)
+    report = {"machine": info, "device_type": device.type, "repeats": r, "baseline_repeats": rb,
+              "warmup": bench_common.WARMUP, "weights_dtype": str(dtype).removeprefix("torch."), "modules": args.modules,
+              "checkpoint_mb": round(checkpoint_mb, 1),
+              "baselines": {k: v for k, v in BASELINES.items() if k in args.stages}, "stages": {}}
     stages = report["stages"]
 
     def log(stage):
@@ -163,10 +99,10 @@ def run(args) -> dict:
 
     want = set(args.stages)
     if "load_checkpoint" in want:
-        loads = min(r, 3)  # reading 3 GB: a few runs are enough for a median
+        loads = r
         stages["load_checkpoint"] = compare(
             measure(lambda: HyperLoRA.from_pretrained(folder, dtype, device), device, loads, warmup=0),
-            measure(lambda: straightforward_load(folder, dtype, device), device, min(rb, loads), warmup=0))
+            measure(lambda: straightforward_load(folder, dtype, device), device, rb, warmup=0))
         log("load_checkpoint")
     hl = HyperLoRA.from_pretrained(folder, dtype, device)
     report["compute_dtype"] = str(hl.compute_dtype).removeprefix("torch.")
@@ -207,6 +143,12 @@ def run(args) -> dict:
     if "merge_into_unet" in want:
         stages["merge_into_unet"] = bench_merge(hl, fast, dtype, device, r, rb, report)
         log("merge_into_unet")
+    if "chain" in want:
+        from .bench_chain import bench_chain
+
+        del fast
+        stages["chain"] = bench_chain(hl, args, device, log=lambda text: print(f"[bench] chain {text}", flush=True))
+    bench_common.finish_machine(info)
     return report
 
 
@@ -231,19 +173,27 @@ def bench_merge(hl: HyperLoRA, lora: dict, dtype: torch.dtype, device: torch.dev
 
 
 def profile_generation(args) -> str:
-    """The operators that one features-to-LoRA call spends its time in."""
+    """Where the time of features-to-LoRA and of both coefficients-to-LoRA paths goes (warm calls)."""
     device = resolve_device(args.device)
     hl = HyperLoRA.from_pretrained(ensure_checkpoint(Path(args.cache_dir), args.modules), resolve_dtype(args.dtype), device)
     arcface, clip = random_features(1)
-    hl.generate_id_lora(arcface, clip)
+    coefficients = hl.coefficients(arcface, clip)
+    calls = {"features_to_lora (project)": lambda: hl.generate_id_lora(arcface, clip),
+             "coefficients_to_lora (project: grouped)": lambda: hl.id_bank.mix(coefficients),
+             "coefficients_to_lora (straightforward: per layer)": lambda: hl.id_bank.mix_per_layer(coefficients)}
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
-        hl.generate_id_lora(arcface, clip)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    tables = []
+    for title, fn in calls.items():
+        with torch.no_grad():
+            fn()  # warm: first-touch page faults and allocator growth are not what the table is for
+            with torch.profiler.profile(activities=activities) as prof:
+                fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+        tables.append(f"== {title}\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    return "\n".join(tables)
 
 
 def main(argv=None) -> int:
@@ -263,10 +213,14 @@ def main(argv=None) -> int:
     parser.add_argument("--cache-dir", default=".bench_cache", help="where the random checkpoint is kept")
     parser.add_argument("--out", help="also write the JSON report to this file")
     parser.add_argument("--profile", action="store_true",
-                        help="also print torch.profiler's table of one features-to-LoRA call")
+                        help="also print torch.profiler's tables of one features-to-LoRA call and of both "
+                        "coefficients-to-LoRA paths (warm)")
+    parser.add_argument("--chain-photos", nargs="+", type=int, default=[1, 4], metavar="N",
+                        help="photo counts the chain stage runs (default 1 4)")
     args = parser.parse_args(argv)
-    global WARMUP
-    WARMUP = args.warmup
+    if args.repeats < 5:
+        print("[bench] note: fewer than 5 repeats; min / median / max say little", flush=True)
+    bench_common.WARMUP = args.warmup
     report = run(args)
     if args.profile:
         print(profile_generation(args))

@@ -270,6 +270,9 @@ def _add_generate_parser(sub) -> None:
     p.add_argument("--save-identity", type=Path, metavar="FILE",
                    help="also write the face features as a small identity file (.safetensors) that the "
                    "'Load HyperLoRA Identity' node and --identity read, to reuse without the photos")
+    p.add_argument("--base-lora-features", action="store_true",
+                   help="also put Base-LoRA features (a second CLIP pass per photo) in the --save-identity file, "
+                   "for a checkpoint with Base-LoRA weights; the released v1 variants have none (default: off)")
     _add_common(p)
     p.set_defaults(run=_run_generate)
 
@@ -454,6 +457,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     identity_out = _check_new_file(args.save_identity, "--save-identity") if args.save_identity else None
     if identity_out is not None and identity_out.resolve() == out.resolve():
         raise UsageError("--out and --save-identity name the same file")
+    if args.base_lora_features and (identity_out is None or args.photos is None):
+        raise UsageError("--base-lora-features adds to the identity made from --photos: give --photos and --save-identity")
     if args.photos is not None:
         from .face import check_choice  # the face pipeline (OpenCV, insightface) only when photos are given
 
@@ -467,7 +472,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     device, dtype, clip_dtype = _device_and_dtypes(args)
 
     if photos:
-        identity = _identity_from_photos(args, photos, models, device, clip_dtype, with_base=identity_out is not None)
+        identity = _identity_from_photos(args, photos, models, device, clip_dtype, with_base=args.base_lora_features)
     else:
         identity = IdentityFeatures.load(args.identity.expanduser())
         _out(f"Identity {args.identity}: {identity.num_photos} photo(s): {', '.join(identity.sources)}")

@@ -28,6 +28,7 @@ HYPERLORA_IDENTITY = "HYPERLORA_IDENTITY"
 CLIP_SIZE = 224
 CLIP_SHAPE = (257, 1024)
 MAX_BLEND = 4
+CLIP_BATCH = 4  # crops per CLIP call
 
 
 def clip_input(crops: list[np.ndarray]) -> torch.Tensor:
@@ -64,8 +65,12 @@ def clip_tokens(clip_vision, crops: list[np.ndarray], what: str) -> torch.Tensor
         raise HyperLoRAError(f"clip_vision must be a CLIP_VISION from 'Load CLIP Vision', got {type(clip_vision).__name__}.")
     bar = progress_bar(len(crops))
     tokens = []
-    for crop in crops:
-        output = clip_vision.encode_image(clip_input([crop]), crop=False)
+    # A few crops per call: the tower's matrix products get taller (better use of the cores, per-call
+    # overhead paid once) while the activations stay small. Each crop's tokens equal its own pass up to
+    # float rounding: nothing in the tower mixes the images of a batch.
+    for start in range(0, len(crops), CLIP_BATCH):
+        chunk = crops[start : start + CLIP_BATCH]
+        output = clip_vision.encode_image(clip_input(chunk), crop=False)
         hidden = output["penultimate_hidden_states"]
         if tuple(hidden.shape[1:]) != CLIP_SHAPE:
             raise HyperLoRAError(
@@ -74,7 +79,7 @@ def clip_tokens(clip_vision, crops: list[np.ndarray], what: str) -> torch.Tensor
                 f"({CLIP_URL}, model.safetensors) with 'Load CLIP Vision' (ViT-H/G and SigLIP models do not fit)."
             )
         tokens.append(hidden.detach().float().cpu())
-        bar.update(1)
+        bar.update(len(chunk))
     return torch.cat(tokens)
 
 
@@ -83,7 +88,8 @@ class IDEmbedding:
         "Turns the faces into the identity HyperLoRA reads: one ArcFace embedding and one set of CLIP "
         "ViT-L/14 tokens per photo. Connect the core 'Load CLIP Vision' node with OpenAI CLIP ViT-L/14 "
         f"(model.safetensors from {CLIP_URL}, in models/clip_vision; the reference pack's "
-        "models/hyper_lora/clip_vit/clip_vit_large_14/model.safetensors is listed too)."
+        "models/hyper_lora/clip_vit/clip_vit_large_14/model.safetensors is listed too). Base-LoRA features "
+        "(a second CLIP pass) are made only when base_lora_features is on."
     )
     CATEGORY = CATEGORY
     FUNCTION = "embed"
@@ -98,10 +104,17 @@ class IDEmbedding:
                 "faces": (HYPERLORA_FACES, {"tooltip": "The faces from 'Load Faces (HyperLoRA)'."}),
                 "clip_vision": ("CLIP_VISION", {
                     "tooltip": "OpenAI CLIP ViT-L/14 from the core 'Load CLIP Vision' node."}),
-            }
+            },
+            "optional": {
+                "base_lora_features": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Also encode the face-blurred crops that a checkpoint with Base-LoRA weights reads "
+                               "(a second CLIP pass per photo). The released v1 variants have no Base-LoRA: "
+                               "leave it off for them."}),
+            },
         }
 
-    def embed(self, faces, clip_vision):
+    def embed(self, faces, clip_vision, base_lora_features: bool = False):
         require_input(faces, "faces", "HYPERLORA_FACES", "the faces output of 'Load Faces (HyperLoRA)'",
                       accept=lambda v: isinstance(getattr(v, "results", None), list))
         require_input(clip_vision, "clip_vision", "a CLIP_VISION model",
@@ -114,9 +127,12 @@ class IDEmbedding:
                                for r in results])
         arcface = arcface / arcface.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         tokens = clip_tokens(clip_vision, [r.clip_crop for r in results], "face")
-        base_crops = [getattr(r, "base_crop", None) for r in results]
         base = None
-        if all(c is not None for c in base_crops):
+        if base_lora_features:
+            base_crops = [getattr(r, "base_crop", None) for r in results]
+            if any(c is None for c in base_crops):
+                raise HyperLoRAError("These faces have no Base-LoRA crops; run them through 'Load Faces (HyperLoRA)' "
+                                     "again, or turn base_lora_features off.")
             base = clip_tokens(clip_vision, base_crops, "Base-LoRA")
         sources = list(getattr(faces, "sources", [])) or [f"photo {i}" for i in range(len(results))]
         identity = IdentityFeatures(arcface=arcface, clip_tokens=tokens, base_clip_tokens=base, sources=sources)

@@ -161,7 +161,7 @@ def test_saved_identity_gives_the_same_lora_without_photos(setup, capsys, tmp_pa
     args = ("--out", first, "--models-dir", setup["models"], "--save-identity", ident)
     assert run(capsys, "generate", "--photos", setup["one"], setup["two"], *args)[0] == 0
     identity = IdentityFeatures.load(ident)
-    assert identity.num_photos == 2 and identity.base_clip_tokens is not None
+    assert identity.num_photos == 2 and identity.base_clip_tokens is None  # not asked for
     assert identity.sources == ["one.png", "two.png"]
     # No face models or CLIP needed now.
     code, out, err = run(capsys, "generate", "--identity", ident, "--out", second,

@@ -486,10 +486,10 @@ def test_faces_to_identity_with_previews(pack, fake_comfy, face_models):
     (identity,) = nodes(pack)["HLS_IDEmbedding"]().embed(faces, clip)
     assert identity.num_photos == 3
     assert tuple(identity.clip_tokens.shape) == (3, 257, 1024)
-    assert identity.base_clip_tokens is not None
+    assert identity.base_clip_tokens is None  # base_lora_features is off by default
     torch.testing.assert_close(identity.arcface.norm(dim=-1), torch.ones(3))
     # crops reach CLIP already at 224 x 224, so ComfyUI's preprocessing only normalises
-    assert all(shape == (1, 224, 224, 3) and crop is False for shape, crop in clip.seen)
+    assert all(shape == (3, 224, 224, 3) and crop is False for shape, crop in clip.seen)
 
 
 def test_photo_without_face_names_the_photo(pack, fake_comfy, face_models):

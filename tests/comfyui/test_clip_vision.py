@@ -95,3 +95,26 @@ def test_resized_crops_match_the_hf_processor_within_one_level(comfy_clip_vision
     std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
     assert got.shape == expected.shape
     assert ((got - expected) * std).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_ci_stand_in_gives_the_tokens_of_comfyuis_clip_vision(comfy_clip_vision, identity_module, tmp_path,
+                                                              monkeypatch):
+    """tests/clip_vision_standin.py (the CI tier's CLIP_VISION) against ComfyUI's ClipVisionModel on the
+    same small ViT-L/14-wide tower, for a batch of crops as the ID Embedding node sends them."""
+    pytest.importorskip("transformers")
+    from clip_vision_standin import StandInClipVision
+    from safetensors.torch import load_file
+    from tiny_clip import make_tiny_clip
+
+    folder = make_tiny_clip(tmp_path / "clip")
+    monkeypatch.setattr(comfy_clip_vision.comfy.model_management, "text_encoder_dtype", lambda *a, **k: torch.float32)
+    comfy = comfy_clip_vision.ClipVisionModel(str(folder / "config.json"))
+    missing, _ = comfy.load_sd(load_file(str(folder / "model.safetensors")))
+    assert not missing
+    rng = np.random.default_rng(2)
+    crops = [rng.integers(0, 256, (224 + 40 * i, 224 + 40 * i, 3), dtype=np.uint8) for i in range(3)]
+    image = identity_module.clip_input(crops)
+    expected = comfy.encode_image(image, crop=False)["penultimate_hidden_states"].float()
+    got = StandInClipVision(folder).encode_image(image, crop=False)["penultimate_hidden_states"]
+    assert got.shape == expected.shape == (3, 257, 1024)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
