@@ -103,7 +103,10 @@ def browser(server, tmp_path_factory):
     settings = server.base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True, exist_ok=True)
     if not settings.exists():
-        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}))
+        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,
+                                        # each test opens the page anew: no restored tab may replace the
+                                        # workflow it loads (the 1.23 frontend restores it late)
+                                        "Comfy.Workflow.Persist": False}))
     port = _free_port()
     profile = tmp_path_factory.mktemp("chromium")
     process = subprocess.Popen(
