@@ -17,12 +17,21 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTH = 768  # the browser shows cards about 300 px wide; twice that for sharp screens, and small files
-TOP, LEFT = 40, 48  # the editor's menu bar and side bar, not part of the graph
+# The canvas in the editor test's 2000 x 1300 window: below the menu bars, right of the side bar, above
+# the zoom controls and the frame counter.
+CANVAS = (70, 85, 2000, 1050)
+BACKGROUND = 45  # the canvas and its grid are darker than this in every channel; nodes are lighter
+MARGIN = 24
 
 
 def thumbnail(screenshot: Path) -> Image.Image:
+    """The part of the screenshot that holds the graph, scaled to WIDTH."""
     with Image.open(screenshot) as shot:
-        graph = shot.convert("RGB").crop((LEFT, TOP, shot.width, shot.height))
+        canvas = shot.convert("RGB").crop(CANVAS)
+    ink = canvas.convert("L").point(lambda v: 255 if v > BACKGROUND else 0)
+    left, top, right, bottom = ink.getbbox() or (0, 0, canvas.width, canvas.height)
+    graph = canvas.crop((max(left - MARGIN, 0), max(top - MARGIN, 0),
+                         min(right + MARGIN, canvas.width), min(bottom + MARGIN, canvas.height)))
     height = round(graph.height * WIDTH / graph.width)
     return graph.resize((WIDTH, height), Image.Resampling.LANCZOS)
 
