@@ -56,9 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 failed, 2 bad usage. Run a command with --help for its options.",
     )
     _add_common(parser)
-    sub = parser.add_subparsers(dest="command", metavar="{download,generate}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{download,generate,score}", parser_class=_Parser)
     _add_download_parser(sub)
     _add_generate_parser(sub)
+    from .score_cli import add_score_parser
+
+    add_score_parser(sub)
     return parser
 
 
@@ -454,7 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if getattr(args, "run", None) is None:
-            raise UsageError(f"say which command to run: download or generate (see {PROG} --help)")
+            raise UsageError(f"say which command to run: download or generate, or score to measure likeness "
+                             f"(see {PROG} --help)")
         return args.run(args)
     except UsageError as exc:
         _error(exc, debug)
