@@ -142,15 +142,19 @@ def score_images(analyzer, images: Any, reference: Any, choice: str | int = "lar
                  labels: Sequence[str] | None = None) -> list[Likeness]:
     """The likeness of the chosen face in each picture to ``reference`` (see :func:`reference_embedding`).
 
-    ``analyzer``: a :class:`~hyperlora_core.face.FaceAnalyzer`; ``images``: what
-    :func:`~hyperlora_core.images.to_rgb_list` accepts (an IMAGE batch, arrays, files, a list).
+    ``analyzer``: a :class:`~hyperlora_core.face.FaceAnalyzer`; ``images``: a list of RGB uint8
+    arrays (of any size: one too small for a face is reported as missing), or anything
+    :func:`~hyperlora_core.images.to_rgb_list` accepts (an IMAGE batch, files, ...).
     """
     from .face import check_choice
     from .images import to_rgb_list
 
     choice = check_choice(choice)
     target = reference_embedding(reference)
-    pictures = to_rgb_list(images)
+    if isinstance(images, (list, tuple)) and all(_is_rgb(p) for p in images):
+        pictures = list(images)  # decoded already (a node's batch, the trainer's samples), any size
+    else:
+        pictures = to_rgb_list(images)
     labels = check_labels(labels, len(pictures))
     scores = []
     for index, (rgb, label) in enumerate(zip(pictures, labels)):
@@ -166,6 +170,11 @@ def score_images(analyzer, images: Any, reference: Any, choice: str | int = "lar
             box=tuple(float(v) for v in face.box),
         ))
     return scores
+
+
+def _is_rgb(picture: Any) -> bool:
+    return isinstance(picture, np.ndarray) and picture.dtype == np.uint8 and picture.ndim == 3 \
+        and picture.shape[2] == 3
 
 
 def photo_embeddings(analyzer, photos: Any, choice: str | int = "largest") -> tuple[np.ndarray, list[int]]:
