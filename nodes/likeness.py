@@ -59,8 +59,8 @@ class Likeness:
     DESCRIPTION = (
         "Measures how much each picture looks like the person, as the HyperLoRA paper does: the cosine "
         "similarity of the ArcFace embedding of the face in the picture to the person's (the mean of the "
-        "identity's photos). 1 is the same face; different people score about 0-0.3, and a good likeness "
-        "of a generated picture scores about 0.5-0.8 with the real antelopev2 models. A picture without a face "
+        "identity's photos). 1 is the same face; with the real antelopev2 models different people typically "
+        "score about 0-0.3 and a good likeness of a generated picture about 0.5-0.8. A picture without a face "
         "is reported as 'no face' (NaN in the similarity list), never as 0. Shows the numbers on a labelled "
         f"grid of the pictures. Connect either an identity or faces. {ANTELOPEV2_HELP}"
     )
