@@ -497,9 +497,16 @@ def _run_generate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 
 # Subcommand name -> the function that adds its parser (which sets `run`). Register a new one here.
+def _add_score_parser(sub) -> None:
+    from .score_cli import add_score_parser  # score_cli uses this module's helpers
+
+    add_score_parser(sub)
+
+
 COMMANDS = {
     "download": _add_download_parser,
     "generate": _add_generate_parser,
+    "score": _add_score_parser,
 }
 
 

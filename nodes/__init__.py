@@ -3,6 +3,7 @@
 
 from .faces import LoadFaces
 from .identity import BlendIdentities, IDEmbedding, LoadIdentity, SaveIdentity
+from .likeness import Likeness, StrengthSweep
 from .loaders import LoadHyperLoRA
 from .lora import ApplyLoRA, GenerateLoRA, SaveLoRA
 from .prompt import TriggerPrompt
@@ -19,6 +20,8 @@ NODE_CLASS_MAPPINGS = {
     "HLS_BlendIdentities": BlendIdentities,
     "HLS_SaveIdentity": SaveIdentity,
     "HLS_LoadIdentity": LoadIdentity,
+    "HLS_Likeness": Likeness,
+    "HLS_StrengthSweep": StrengthSweep,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,6 +35,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HLS_BlendIdentities": "Blend HyperLoRA Identities",
     "HLS_SaveIdentity": "Save HyperLoRA Identity",
     "HLS_LoadIdentity": "Load HyperLoRA Identity",
+    "HLS_Likeness": "HyperLoRA Likeness (ArcFace similarity)",
+    "HLS_StrengthSweep": "HyperLoRA Strength Sweep",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

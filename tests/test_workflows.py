@@ -34,11 +34,13 @@ CORE = {
     "LoadImage": {"widgets": ["image", "upload"], "inputs": {}, "outputs": ["IMAGE", "MASK"]},
     "LoraLoaderModelOnly": {"widgets": ["lora_name", "strength_model"], "inputs": {"model": "MODEL"}, "outputs": ["MODEL"]},
     "Note": {"widgets": ["text"], "inputs": {}, "outputs": []},
+    # comfy_extras/nodes_preview_any.py: shows any value as text on the node; its input takes any type.
+    "PreviewAny": {"widgets": [], "inputs": {"source": "*"}, "outputs": []},
 }
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # Combos whose choices come from the user's model folders: any file name is fine in a shared workflow.
 FOLDER_COMBOS = {("HLS_LoadHyperLoRA", "hyperlora_name"), ("HLS_LoadFaces", "face_model"),
-                 ("HLS_LoadIdentity", "identity_name")}
+                 ("HLS_LoadIdentity", "identity_name"), ("HLS_Likeness", "face_model")}
 
 
 def our_layout(cls) -> dict:
@@ -84,7 +86,7 @@ def layouts():
 def test_there_are_the_four_promised_workflows():
     names = {p.stem for p in WORKFLOWS}
     assert names == {"hyperlora_one_photo_portrait", "hyperlora_several_photos", "hyperlora_save_lora",
-                     "hyperlora_blend_identities"}
+                     "hyperlora_blend_identities", "hyperlora_strength_sweep_likeness"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -120,9 +122,13 @@ def test_links_connect_matching_types(path, layouts):
         assert out_types[src_slot] == type_, (path.name, link_id)
         assert s["outputs"][src_slot]["type"] == type_ and link_id in s["outputs"][src_slot]["links"]
         target = d["inputs"][dst_slot]
-        assert target["link"] == link_id and target["type"] == type_
+        assert target["link"] == link_id and target["type"] in (type_, "*")
+        if "widget" in target:  # a widget of ours fed by a link (e.g. a swept strength): same kind
+            kinds = {name: spec[0] for name, spec in layouts[d["type"]]["widgets"]}
+            assert kinds[target["widget"]["name"]] == type_, (path.name, d["type"], target["name"])
+            continue
         in_types = (CORE.get(d["type"]) or layouts[d["type"]])["inputs"]
-        assert in_types[target["name"]] == type_, (path.name, d["type"], target["name"])
+        assert in_types[target["name"]] in (type_, "*"), (path.name, d["type"], target["name"])
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

@@ -52,6 +52,7 @@ from .lora_inject import (
 )
 from .network import TrainableHyperLoRA
 from .release import export_release, shape_of, warm_start
+from .sample_likeness import SampleLikeness
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class Trainer:
             self.model = self.net
         self.step = 0
         self.dataset: CachedDataset | None = None
+        self.likeness = SampleLikeness.from_config(config)  # None without data.face_models
         self._perm: tuple[int, list[int]] | None = None
 
     # -- paths ---------------------------------------------------------------------------------
@@ -448,6 +450,7 @@ class Trainer:
                         self.lora_state.factors.setdefault(layer, []).append((down, up, scale))
                 folder = self.output / "samples"
                 folder.mkdir(parents=True, exist_ok=True)
+                images = []
                 for k, prompt in enumerate(o.sample_prompts):
                     text = (t.trigger_words + prompt).strip() if self.stage.id_lora else prompt
                     image = ddim_sample(self.backbone, tuple(item["latents"].shape[1:]), text, item["sizes"][0],
@@ -457,7 +460,10 @@ class Trainer:
                     write_atomic(path, lambda handle: Image.fromarray(image).save(handle, format="PNG"),
                                  overwrite=True)
                     paths.append(path)
+                    images.append(image)
             self.lora_state.clear()
+            if self.likeness is not None:  # the likeness to the photo the samples' LoRA was made from
+                self.likeness.report(self.step, paths, images, item["arcface"][0], source=item["image"][0])
             log.info("Saved %d sample image(s) in %s", len(paths), self.output / "samples")
         barrier(self.dist)
         return paths

@@ -1,0 +1,171 @@
+"""Likeness (ArcFace similarity of generated pictures to the person) and the strength sweep that feeds it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+
+import numpy as np
+import torch
+
+from ..hyperlora_core.errors import HyperLoRAError
+from ..hyperlora_core.grid import labelled_grid
+from ..hyperlora_core.likeness import check_labels, reference_embedding, score_images, summary
+from .faces import FACE_CHOICES, HYPERLORA_FACES, PROVIDERS, get_analyzer
+from .identity import HYPERLORA_IDENTITY
+from .utils import (
+    ANTELOPEV2_HELP,
+    CATEGORY,
+    face_model_folder_path,
+    images_to_uint8,
+    list_face_model_folders,
+    uint8_to_image,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_SWEEP = 64
+
+
+def _one(value, name: str):
+    """The single value of an input that arrives as a list (INPUT_IS_LIST nodes get every input so)."""
+    if not isinstance(value, list):
+        return value
+    values = [v for v in value if v is not None]
+    if len(values) > 1 and any(v is not values[0] for v in values[1:]):
+        raise HyperLoRAError(f"'{name}' got {len(values)} different values; connect one {name} to 'Likeness'.")
+    return values[0] if values else None
+
+
+def _labels(labels) -> list[str]:
+    """A list of labels from the socket (one per picture), or the widget's text (one per line)."""
+    labels = [] if labels is None else labels if isinstance(labels, list) else [labels]
+    if len(labels) == 1:
+        return [line.strip() for line in str(labels[0]).splitlines() if line.strip()]
+    return [str(label) for label in labels]
+
+
+def _preview(grid: torch.Tensor) -> list:
+    """The grid saved as core 'Preview Image' saves it, so the editor shows it on this node."""
+    core = sys.modules.get("nodes")  # ComfyUI's nodes.py: always imported before custom nodes run
+    preview = getattr(core, "PreviewImage", None)
+    if preview is None:
+        return []
+    return preview().save_images(grid, filename_prefix="HyperLoRA_likeness")["ui"]["images"]
+
+
+class Likeness:
+    DESCRIPTION = (
+        "Measures how much each picture looks like the person, as the HyperLoRA paper does: the cosine "
+        "similarity of the ArcFace embedding of the face in the picture to the person's (the mean of the "
+        "identity's photos). 1 is the same face; with the real antelopev2 models different people typically "
+        "score about 0-0.3 and a good likeness of a generated picture about 0.5-0.8. A picture without a face "
+        "is reported as 'no face' (NaN in the similarity list), never as 0. Shows the numbers on a labelled "
+        f"grid of the pictures. Connect either an identity or faces. {ANTELOPEV2_HELP}"
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "measure"
+    OUTPUT_NODE = True
+    INPUT_IS_LIST = True  # collects the pictures of a sweep (one image per strength) into one grid
+    RETURN_TYPES = ("FLOAT", "STRING", "IMAGE")
+    RETURN_NAMES = ("similarity", "summary", "grid")
+    OUTPUT_IS_LIST = (True, False, False)
+    OUTPUT_TOOLTIPS = (
+        "One similarity per picture, in the order of the pictures; NaN where a picture has no face.",
+        "A line per picture ('label: 0.712' or 'label: no face') and the mean of those with a face.",
+        "The pictures side by side, each labelled with its label and similarity.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The pictures to measure (a batch, or the pictures of a sweep)."}),
+                "face_model": (list_face_model_folders(), {
+                    "tooltip": "The insightface model folder under models/insightface/models (antelopev2), "
+                               "the same models 'Load Faces' uses."}),
+                "provider": (PROVIDERS, {"default": "auto",
+                                         "tooltip": "Where ONNX Runtime runs the face models (auto: CUDA if "
+                                                    "onnxruntime-gpu is installed, else the CPU)."}),
+                "face_choice": (list(FACE_CHOICES), {
+                    "default": "largest",
+                    "tooltip": "Which face of a picture with several people is measured: the largest, the one the "
+                               "detector is surest of, or by position counted from the left."}),
+                "columns": ("INT", {"default": 0, "min": 0, "max": MAX_SWEEP,
+                                    "tooltip": "Pictures per row of the grid; 0 makes it about square."}),
+            },
+            "optional": {
+                "identity": (HYPERLORA_IDENTITY, {
+                    "tooltip": "The person: an identity from 'HyperLoRA ID Embedding' or 'Load HyperLoRA Identity'."}),
+                "faces": (HYPERLORA_FACES, {"tooltip": "Or the person's faces from 'Load Faces (HyperLoRA)'."}),
+                "labels": ("STRING", {
+                    "default": "", "multiline": True,
+                    "tooltip": "A label per picture, one per line (or connect the labels of 'HyperLoRA Strength "
+                               "Sweep'); empty: the pictures are numbered."}),
+            },
+        }
+
+    def measure(self, images, face_model, provider, face_choice, columns, identity=None, faces=None, labels=None):
+        face_model, provider = _one(face_model, "face_model"), _one(provider, "provider")
+        face_choice, columns = _one(face_choice, "face_choice"), int(_one(columns, "columns") or 0)
+        identity, faces = _one(identity, "identity"), _one(faces, "faces")
+        if face_choice not in FACE_CHOICES:
+            raise HyperLoRAError(f"Unknown face_choice {face_choice!r}: use one of {', '.join(FACE_CHOICES)}.")
+        if (identity is None) == (faces is None):
+            raise HyperLoRAError(
+                "Likeness needs the person to compare with: connect either 'identity' (from 'HyperLoRA ID "
+                "Embedding' or 'Load HyperLoRA Identity') or 'faces' (from 'Load Faces'), not "
+                + ("both." if identity is not None else "neither.")
+            )
+        what = "identity" if identity is not None else "faces"
+        target = reference_embedding(identity if identity is not None else faces, what=f"'{what}' input")
+        batches = images if isinstance(images, list) else [images]
+        pictures = [p for batch in batches for p in images_to_uint8(batch)]
+        names = check_labels(_labels(labels), len(pictures), what="'labels' input")
+
+        analyzer = get_analyzer(face_model_folder_path(face_model), provider)
+        scores = score_images(analyzer, pictures, target, FACE_CHOICES[face_choice], names)
+        text = summary(scores)
+        log.info("HyperLoRA likeness:\n%s", text)
+        captions = [f"{s.label} \u00b7 " + ("no face" if s.missing else f"similarity {s.similarity:.2f}")
+                    for s in scores]
+        grid = uint8_to_image([labelled_grid(pictures, captions, columns, highlight=[s.missing for s in scores])])
+        similarities = [math.nan if s.missing else float(s.similarity) for s in scores]
+        return {"ui": {"text": [text], "images": _preview(grid)}, "result": (similarities, text, grid)}
+
+
+class StrengthSweep:
+    DESCRIPTION = (
+        "A list of evenly spaced strengths (e.g. 0.5, 0.6, ... 1.0) and a label for each. Connect 'strength' to "
+        "the strength of 'Apply HyperLoRA': ComfyUI then runs Apply, the sampler and everything after once "
+        "per value, and 'Likeness' collects the pictures into one labelled grid (connect 'labels' to it)."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "sweep"
+    RETURN_TYPES = ("FLOAT", "STRING")
+    RETURN_NAMES = ("strength", "labels")
+    OUTPUT_IS_LIST = (True, True)
+    OUTPUT_TOOLTIPS = ("The strengths, one run of the nodes downstream per value.",
+                       "'strength 0.50', ... one per value, for the labels of 'Likeness'.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "start": ("FLOAT", {"default": 0.5, "min": -10.0, "max": 10.0, "step": 0.05,
+                                    "tooltip": "The first strength."}),
+                "end": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05,
+                                  "tooltip": "The last strength (included)."}),
+                "count": ("INT", {"default": 6, "min": 1, "max": MAX_SWEEP,
+                                  "tooltip": "How many strengths: each one is a full sampler run."}),
+            }
+        }
+
+    def sweep(self, start: float, end: float, count: int):
+        count = int(count)
+        if not 1 <= count <= MAX_SWEEP:
+            raise HyperLoRAError(f"count must be between 1 and {MAX_SWEEP}, got {count}.")
+        values = [float(start)] if count == 1 else np.linspace(float(start), float(end), count).tolist()
+        values = [round(v, 6) for v in values]
+        return (values, [f"strength {v:.2f}" for v in values])

@@ -1,0 +1,240 @@
+"""Likeness (ArcFace cosine similarity to the person) on the tiny face models: the core, the grid,
+the Likeness and Strength Sweep nodes (without ComfyUI) and the trainer's sample report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hyperlora_core import IdentityFeatures
+from hyperlora_core.errors import InputError
+from hyperlora_core.face import FaceAnalyzer
+from hyperlora_core.grid import BACKGROUND, GAP, MISSING_TEXT, labelled_grid
+from hyperlora_core.likeness import check_labels, mean_similarity, reference_embedding, score_images, summary
+from test_nodes import FakeClipVision, face_models, fake_comfy, nodes, pack, tiny_antelopev2  # noqa: F401
+from test_train import face_config, face_data  # noqa: F401
+from tiny_face_models import draw_face, make_tiny_antelopev2
+
+
+@pytest.fixture(scope="module")
+def analyzer(tmp_path_factory) -> FaceAnalyzer:
+    return FaceAnalyzer(make_tiny_antelopev2(tmp_path_factory.mktemp("faces") / "antelopev2"), provider="CPU")
+
+
+def picture(seed: int, faces=(((90, 110, 200, 240), 0),), size=(320, 288)) -> np.ndarray:
+    """Noise below the marker colours, with face markers whose inside differs by ``seed``."""
+    rng = np.random.default_rng(seed)
+    rgb = (rng.random((*size, 3)) * 120).astype(np.uint8)
+    for box, slot in faces:
+        draw_face(rgb, box, slot=slot, ring=6)
+        x0, y0, x1, y1 = box
+        rgb[y0 + 6:y1 - 6, x0 + 6:x1 - 6] = rng.integers(0, 200, (y1 - y0 - 12, x1 - x0 - 12, 3), dtype=np.uint8)
+    return rgb
+
+
+def identity_of(analyzer, *photos, weights=None) -> IdentityFeatures:
+    results = analyzer.analyze(list(photos))
+    arcface = torch.stack([torch.from_numpy(r.arcface_embedding) for r in results])
+    return IdentityFeatures(arcface=arcface, clip_tokens=torch.zeros(len(results), 257, 1024), weights=weights)
+
+
+def cos(a, b) -> float:
+    return float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+# -- the core -----------------------------------------------------------------------------------
+
+def test_a_face_scored_against_itself_is_one_and_another_face_lower(analyzer):
+    me, other = picture(1), picture(2)
+    same, different = score_images(analyzer, [me, other], identity_of(analyzer, me))
+    assert same.similarity == pytest.approx(1.0, abs=1e-6)
+    assert different.similarity < same.similarity - 1e-4
+    (face,) = analyzer.analyze(other)
+    assert different.similarity == pytest.approx(cos(face.arcface_embedding, analyzer.analyze(me)[0].arcface_embedding),
+                                                 abs=1e-6)
+    assert (same.n_faces, same.face_index, same.det_score) == (1, 0, pytest.approx(0.9))
+
+
+def test_the_reference_is_the_weighted_mean_of_the_identitys_photos_normalised(analyzer):
+    a, b, probe = picture(3), picture(4), picture(5)
+    embeddings = [r.arcface_embedding.astype(np.float64) for r in analyzer.analyze([a, b])]
+    identity = identity_of(analyzer, a, b, weights=torch.tensor([3.0, 1.0]))
+    expected = 0.75 * embeddings[0] / np.linalg.norm(embeddings[0]) + 0.25 * embeddings[1] / np.linalg.norm(embeddings[1])
+    np.testing.assert_allclose(reference_embedding(identity), expected / np.linalg.norm(expected), atol=1e-6)
+    (score,) = score_images(analyzer, [probe], identity)
+    assert score.similarity == pytest.approx(cos(analyzer.analyze(probe)[0].arcface_embedding, expected), abs=1e-6)
+    # Face results and plain arrays give the same reference.
+    np.testing.assert_allclose(reference_embedding(analyzer.analyze([a])), reference_embedding(embeddings[0]), atol=1e-7)
+
+
+def test_a_picture_without_a_face_is_missing_not_zero(analyzer):
+    blank = np.full((300, 300, 3), 90, np.uint8)
+    tiny = picture(6, faces=(), size=(40, 40))  # too small for any face
+    me = picture(1)
+    scores = score_images(analyzer, [me, blank, tiny], identity_of(analyzer, me), labels=["me", "wall", "thumb"])
+    assert [s.missing for s in scores] == [False, True, True]
+    assert scores[1].similarity is None and scores[1].n_faces == 0 and scores[1].face_index is None
+    assert mean_similarity(scores) == pytest.approx(1.0)  # the missing ones do not pull the mean to 0.33
+    text = summary(scores)
+    assert "wall: no face" in text and "thumb: no face" in text
+    assert "mean of 1 picture(s) with a face: 1.000 (2 without a face)" in text
+    assert mean_similarity(scores[1:]) is None and "no face found in any of the 2" in summary(scores[1:])
+
+
+def test_face_choice_picks_the_face_that_is_measured(analyzer):
+    me = picture(1)
+    group = picture(7, size=(320, 420), faces=(((20, 100, 120, 220), 1), ((200, 80, 390, 260), 0)))
+    reference = identity_of(analyzer, me)
+    by_choice = {c: score_images(analyzer, [group], reference, choice=c)[0] for c in ("largest", 0, 1, "most_confident")}
+    assert by_choice["largest"].face_index == 1 and by_choice[0].face_index == 0
+    assert by_choice["largest"].similarity == by_choice[1].similarity == by_choice["most_confident"].similarity
+    assert by_choice[0].similarity != by_choice[1].similarity and by_choice[0].n_faces == 2
+
+
+@pytest.mark.parametrize("reference, words", [
+    (IdentityFeatures(arcface=torch.zeros(2, 512), clip_tokens=torch.zeros(2, 257, 1024)), "empty (all zero)"),
+    ({"lora_unet_x.lora_down.weight": torch.zeros(8, 4)}, "has no ArcFace embeddings"),
+    (torch.randn(3, 256), "expected N x 512"),
+])
+def test_an_identity_without_arcface_embeddings_is_named_with_the_fix(reference, words):
+    with pytest.raises(InputError) as error:
+        reference_embedding(reference, what="'identity' input")
+    message = str(error.value)
+    assert words in message and "'identity' input" in message and "Load Faces" in message
+
+
+def test_labels_of_another_count_are_named_with_the_fix():
+    assert check_labels([], 2) == ["picture 0", "picture 1"]
+    with pytest.raises(InputError, match=r"labels: 3 label\(s\) for 2 picture\(s\).*one label per picture"):
+        check_labels(["a", "b", "c"], 2)
+
+
+def test_grid_holds_each_picture_unchanged_with_its_caption_below():
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 256, (100, 100, 3), dtype=np.uint8) for _ in range(3)]
+    grid = labelled_grid(pictures, ["strength 0.50 \u00b7 similarity 0.71", "b", "strength 1.00 \u00b7 no face"],
+                         columns=3, highlight=[False, False, True])
+    strip = grid.shape[0] - 2 * GAP - 100
+    assert grid.shape == (2 * GAP + 100 + strip, 4 * GAP + 300, 3) and strip > 10
+    for n, pic in enumerate(pictures):
+        x = GAP + n * (100 + GAP)
+        np.testing.assert_array_equal(grid[GAP:GAP + 100, x:x + 100], pic)
+        caption = grid[GAP + 100:GAP + 100 + strip, x:x + 100].reshape(-1, 3)
+        assert (caption != BACKGROUND).any(axis=1).sum() > 10, "the caption is drawn"
+    last = grid[GAP + 100:, GAP + 2 * 110:].reshape(-1, 3)
+    assert (np.abs(last.astype(int) - MISSING_TEXT).sum(axis=1) < 30).any(), "no face is drawn in the warning colour"
+    assert labelled_grid(pictures, ["a", "b", "c"]).shape[1] == 3 * GAP + 200  # 2 columns when not said
+
+
+# -- the nodes, without ComfyUI -----------------------------------------------------------------
+
+def _image(*rgbs) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(r).float() / 255 for r in rgbs])
+
+
+def _identity_node(pack, rgb):
+    faces, _ = nodes(pack)["HLS_LoadFaces"]().load_faces(_image(rgb), "antelopev2", "CPU", "largest", True, False,
+                                                         "error")
+    (identity,) = nodes(pack)["HLS_IDEmbedding"]().embed(faces, FakeClipVision())
+    return faces, identity
+
+
+def test_likeness_node_scores_a_sweep_and_labels_the_grid(pack, fake_comfy, face_models):  # noqa: F811
+    me, other, blank = picture(1), picture(2), np.full((320, 288, 3), 90, np.uint8)
+    faces, identity = _identity_node(pack, me)
+    strengths, labels = nodes(pack)["HLS_StrengthSweep"]().sweep(0.5, 1.0, 3)
+    assert strengths == [0.5, 0.75, 1.0] and labels == ["strength 0.50", "strength 0.75", "strength 1.00"]
+    node = nodes(pack)["HLS_Likeness"]()
+    # INPUT_IS_LIST: each input arrives as a list; a sweep gives one image batch per strength.
+    out = node.measure([_image(me), _image(other), _image(blank)], ["antelopev2"], ["CPU"], ["largest"], [3],
+                       identity=[identity], labels=labels)
+    similarities, text, grid = out["result"]
+    assert similarities[0] == pytest.approx(1.0, abs=1e-5) and similarities[1] < similarities[0]
+    assert math.isnan(similarities[2])  # missing, not 0
+    assert text.splitlines()[:3] == ["strength 0.50: 1.000", f"strength 0.75: {similarities[1]:.3f}",
+                                     "strength 1.00: no face"]
+    assert out["ui"]["text"] == [text]
+    assert grid.shape[0] == 1 and grid.shape[-1] == 3 and grid.shape[2] > grid.shape[1]  # one row of three
+    # The faces of Load Faces give the same numbers; typed labels are one per line.
+    by_faces = node.measure([_image(me, other)], ["antelopev2"], ["CPU"], ["largest"], [0], faces=[faces],
+                            labels=["mine\nsomeone else"])
+    assert by_faces["result"][0] == pytest.approx(similarities[:2], abs=1e-6)
+    assert by_faces["result"][1].startswith("mine: 1.000\nsomeone else: ")
+
+
+def test_likeness_node_needs_one_person_and_a_label_per_picture(pack, fake_comfy, face_models):  # noqa: F811
+    me = picture(1)
+    faces, identity = _identity_node(pack, me)
+    node = nodes(pack)["HLS_Likeness"]()
+    common = ([_image(me)], ["antelopev2"], ["CPU"], ["largest"], [0])
+    with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="connect either 'identity'.*not neither"):
+        node.measure(*common)
+    with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="not both"):
+        node.measure(*common, identity=[identity], faces=[faces])
+    with pytest.raises(pack.hyperlora_core.HyperLoRAError, match=r"'labels' input: 2 label\(s\) for 1 picture"):
+        node.measure(*common, identity=[identity], labels=["a", "b"])
+    empty = IdentityFeatures(arcface=torch.zeros(1, 512), clip_tokens=torch.zeros(1, 257, 1024))
+    with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="'identity' input holds ArcFace embeddings that are empty"):
+        node.measure(*common, identity=[empty])
+
+
+def test_strength_sweep_gives_evenly_spaced_values_and_refuses_a_bad_count(pack):
+    sweep = nodes(pack)["HLS_StrengthSweep"]()
+    assert sweep.sweep(0.5, 1.0, 6)[0] == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert sweep.sweep(0.8, 1.0, 1) == ([0.8], ["strength 0.80"])
+    assert nodes(pack)["HLS_StrengthSweep"].OUTPUT_IS_LIST == (True, True)
+    with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="count must be between 1 and 64"):
+        sweep.sweep(0.5, 1.0, 0)
+
+
+# -- the trainer's samples ----------------------------------------------------------------------
+
+def test_trainer_samples_report_the_likeness_when_face_models_are_set(tmp_path, face_data, monkeypatch):  # noqa: F811
+    from hyperlora_core.train import Trainer, sampling
+
+    config = face_config(tmp_path, face_data)
+    config.output.sample_every, config.output.sample_steps = 1, 1
+    config.output.sample_prompts = ["a portrait", "another portrait"]
+    trainer = Trainer(config)
+    trainer.run()
+    report = tmp_path / "out" / "samples" / "likeness.jsonl"
+
+    def lines():
+        return [json.loads(line) for line in report.read_text().splitlines()]
+
+    # The number the score command and the Likeness node give for the saved sample pictures.
+    reference = trainer.dataset[0]["arcface"]
+    analyzer = FaceAnalyzer(face_data["faces"])
+    saved = sorted((tmp_path / "out" / "samples").glob("*.png"))
+    expected = [s.similarity for s in score_images(analyzer, [np.asarray(Image.open(p)) for p in saved], reference)]
+    assert [(r["step"], r["image"]) for r in lines()] == [(1, "step_00000001_0.png"), (1, "step_00000001_1.png")]
+    assert [r["similarity"] for r in lines()] == pytest.approx(expected, abs=1e-6)
+
+    # A sample that is the training photo itself scores 1 against that photo's cached embedding ...
+    photo = np.asarray(Image.open(trainer.dataset[0]["image"]).convert("RGB"))
+    monkeypatch.setattr(sampling, "ddim_sample", lambda *args, **kwargs: photo.copy())
+    assert len(trainer.sample()) == 2
+    assert [r["similarity"] for r in lines()[2:]] == [pytest.approx(1.0, abs=1e-5)] * 2
+    assert lines()[2]["reference"] == trainer.dataset[0]["image"]
+    # ... and one without a face is reported as missing, not 0.
+    monkeypatch.setattr(sampling, "ddim_sample", lambda *args, **kwargs: np.full((96, 96, 3), 90, np.uint8))
+    trainer.sample()
+    assert [(r["similarity"], r["faces"]) for r in lines()[4:]] == [(None, 0), (None, 0)]
+
+
+def test_trainer_without_face_models_reports_nothing(tmp_path):
+    from hyperlora_core.train import Trainer
+    from test_train import make_cache, tiny_config
+
+    config = tiny_config(tmp_path, make_cache(tmp_path / "cache", 2), output={"sample_every": 1, "sample_steps": 1})
+    config.training.max_steps = 1
+    trainer = Trainer(config)
+    trainer.run()
+    assert trainer.likeness is None
+    assert list((tmp_path / "out" / "samples").glob("*.png"))
+    assert not (tmp_path / "out" / "samples" / "likeness.jsonl").exists()
