@@ -1,29 +1,24 @@
-"""Find, choose and crop the face in each photo and compute its ArcFace embedding (spec section 8).
+"""The face pipeline (spec section 8) and face regions for re-drawing a face in a picture.
 
 Entry point: ``FaceAnalyzer(folder, provider="auto").analyze(images)`` -> one :class:`FaceResult`
-per photo in which a face was found. The crops reproduce the reference preprocessing exactly
-(PIL operations with the same rounding, so that the released weights see what they were trained
-on); detection goes further than the reference so that close-ups and very large photos work.
+per photo in which a face was found. One job per module:
 
-Where the spec leaves a detail open we read it as follows (and the tests pin it down):
+* ``detection``: SCRFD detection with the reference's retries, and the choice of the face;
+* ``crops``: the CLIP, Base-LoRA and landmark-square crops and their masks;
+* ``preview``: the marked-up preview Load Faces shows;
+* ``analyzer``: :class:`FaceAnalyzer`, which runs the models and puts the pieces together.
 
-* "polygon centroid" is the mean of the polygon's landmarks, "extent" the longer side of their
-  min/max box; masks are drawn with ``ImageDraw.polygon`` at the photo's size, the square around the
-  centroid is cut with ``Image.crop`` (which rounds each edge, and fills outside the photo with 0),
-  resized to 512x512, blurred with ``ImageFilter.GaussianBlur``, resized back (bicubic, PIL's
-  default) and pasted at the rounded corner.
-* Base-LoRA input: the polygon is scaled 1.4x about its centroid; the square of 1.6x its extent
-  is blurred (radius 45 at 512 px) and pasted back through the scaled polygon's soft mask
-  (radius 15), on the original photo (no background removal); then the landmark square is cut.
-* The ArcFace re-detection keeps the face that overlaps the chosen one most (the reference takes the
-  most confident, the same face unless another is close); if it finds none, the first detection's
-  keypoints are used.
+The crops follow the reference's pixel conventions as spec section 8 writes them down: float
+boxes cut with ``Image.crop`` (edges rounded, halves to even), the blurred squares pasted back at
+the corner truncated toward zero, PIL bicubic for the CLIP resize, and IMAGE floats made 8-bit by
+truncation (``images.float_to_uint8``). For a photo whose face the reference finds, with one face
+(or with ``choice="most_confident"``), the crops are the reference's, pixel for pixel.
 
-Beyond the reference: photos (and ArcFace crops) longer than DETECT_MAX_SIDE are detected on an
-area-averaged copy; when the reference's sizes find nothing, the photo is padded (PAD_FRACTIONS);
-faces are chosen by a policy instead of always the most confident. insightface's own
-``FaceAnalysis`` is not used: it would load all five models, and in insightface 2.x its default
-detection runs at two sizes, (128, 128) and (640, 640), where the reference runs at one.
+Beyond the reference, and each only where the reference's way finds nothing: a very large photo
+is detected again on an area-averaged copy, and a face filling the frame on the photo padded with
+black borders (PAD_FRACTIONS); if the ArcFace crop gives no face, the first detection's keypoints
+are used (the reference drops the photo). Faces are chosen by a policy (largest by default) where
+the reference always takes the most confident.
 """
 
 from .analyzer import FaceAnalyzer, FaceResult

@@ -57,7 +57,8 @@ class FaceResult:
     # uint8 RGB, the square (cx-l, cy-l, cx+l, cy+l) before CLIP resizing; PIL rounds each edge
     # (as the reference does), so width and height may differ by one pixel.
     clip_crop: np.ndarray
-    base_crop: np.ndarray  # uint8 RGB, Base-LoRA input: face blurred out, before CLIP resizing
+    # uint8 RGB, Base-LoRA input before CLIP resizing: face blurred out, landmark square clamped to the photo
+    base_crop: np.ndarray
     arcface_embedding: np.ndarray  # (512,) float32, L2-normalised (normed_embedding)
     preview: np.ndarray = field(repr=False)  # uint8 (512, 1536, 3): photo marked up | CLIP | Base
     detection: Detection | None = field(default=None, repr=False)
@@ -108,24 +109,29 @@ class FaceAnalyzer:
     # -- one photo ---------------------------------------------------------------------------
 
     def _arcface(self, photo: Image.Image, box: np.ndarray, keypoints: np.ndarray, centre_half) -> tuple[np.ndarray, bool]:
-        """normed_embedding of the face in the square of half-side 2l of the original photo."""
+        """normed_embedding of the face in the square of half-side 2l of the original photo
+        (spec section 8: cut with ``Image.crop``, so its origin is the rounded corner), detected
+        again at 640 on the crop itself; on an area-averaged copy only if that finds nothing."""
         from insightface.app.common import Face
 
         cx, cy, half = centre_half
         crop = square_crop(photo, cx, cy, 2.0 * half)
         origin = np.array([round(cx - 2.0 * half), round(cy - 2.0 * half)], dtype=np.float32)
         bgr = np.ascontiguousarray(np.asarray(crop)[:, :, ::-1])
-        work, scale = self._shrunk(bgr)
-        det, kps = self._detect_once(work, ARCFACE_DETECT_SIZE)
         expected = box - np.tile(origin, 2)
         redetected = False
         face_kps = keypoints - origin
-        if len(det):
-            overlap = _iou(expected, det[:, :4] / scale)
-            best = int(np.argmax(overlap))
-            if overlap[best] >= 0.3:
-                face_kps = np.asarray(kps[best]) / scale
-                redetected = True
+        small, small_scale = self._shrunk(bgr)
+        attempts = [(bgr, 1.0)] + ([(small, small_scale)] if small_scale != 1.0 else [])
+        for work, scale in attempts:
+            det, kps = self._detect_once(work, ARCFACE_DETECT_SIZE)
+            if len(det):
+                overlap = _iou(expected, det[:, :4] / scale)
+                best = int(np.argmax(overlap))
+                if overlap[best] >= 0.3:
+                    face_kps = np.asarray(kps[best]) / scale
+                    redetected = True
+                    break
         if not redetected:
             logger.debug("No face re-detected in the ArcFace crop; using the first detection's keypoints.")
         face = Face(bbox=expected, kps=face_kps.astype(np.float32), det_score=1.0)

@@ -1,10 +1,10 @@
 """Find every face in a photo and choose the one to use.
 
 The reference's detection (spec section 8): SCRFD at 640, retried at 512, 384 and 256 until some
-face is found. Beyond it (only where the reference finds nothing, or for photos above
-DETECT_MAX_SIDE): black borders for faces that fill the frame, an area-averaged copy for very
-large photos. The face is chosen by a policy (largest, most confident, or by position) where the
-reference always takes the most confident.
+face is found. Beyond it, and only where that finds nothing: an area-averaged copy of a very
+large photo, then black borders for faces that fill the frame. The face is chosen by a policy
+(largest, most confident, or by position) where the reference always takes the most confident;
+"most_confident" is the reference's choice, and with one face in the photo all choices agree.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ DETECT_SIZES = (640, 512, 384, 256)
 # Then black borders of these fractions of the longer side on each side (a face filling the
 # frame is too large for the detector's anchors), detected at DETECT_SIZES[0].
 PAD_FRACTIONS = (0.25, 0.5, 1.0)
-# Photos whose longer side is above this are detected on an area-averaged copy of this size:
-# SCRFD's own bilinear resize would alias when shrinking a 4000 px photo 6x. Crops use the original.
+# Photos whose longer side is above this are also tried on an area-averaged copy of this size when
+# the photo itself gives no face: SCRFD's own bilinear resize aliases when it shrinks a 4000 px
+# photo 6x, and can lose a face. Crops always use the original.
 DETECT_MAX_SIDE = 1280
 ARCFACE_DETECT_SIZE = 640
 DET_THRESH = 0.5
@@ -133,16 +134,24 @@ def detect_faces(
     allow_padding: bool = True,
     sizes: Sequence[int] = DETECT_SIZES,
 ) -> Detection:
-    """All faces in one photo: the reference's retries over ``sizes``, then (``allow_padding``)
-    the photo padded with black borders, for faces that fill the frame."""
+    """All faces in one photo: the reference's retries over ``sizes`` on the photo; for a photo
+    longer than ``max_side``, then the same on an area-averaged copy; then (``allow_padding``)
+    with black borders, for faces that fill the frame. Each step only where the one before found
+    nothing, so a photo the reference finds a face in gives the reference's detection."""
     rgb = image if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 else to_rgb_list(image)[0]
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    work, scale = shrunk(bgr, max_side)
+    # The reference's way first, on the photo itself, so that whatever it finds is found the same;
+    # a very large photo is then tried on an area-averaged copy, and padding works on the last.
+    small, small_scale = shrunk(bgr, max_side)
+    attempts = [(bgr, 1.0)] + ([(small, small_scale)] if small_scale != 1.0 else [])
     found = None
-    for size in sizes:
-        det, kps = detect_once(detector, work, size, det_thresh)
-        if len(det):
-            found = (det, kps, size, 0)
+    for work, scale in attempts:
+        for size in sizes:
+            det, kps = detect_once(detector, work, size, det_thresh)
+            if len(det):
+                found = (det, kps, size, 0)
+                break
+        if found is not None:
             break
     if found is None and allow_padding:
         for fraction in PAD_FRACTIONS:
