@@ -6,7 +6,8 @@ per photo in which a face was found. One job per module:
 * ``detection``: SCRFD detection with the reference's retries, and the choice of the face;
 * ``crops``: the CLIP, Base-LoRA and landmark-square crops and their masks;
 * ``preview``: the marked-up preview Load Faces shows;
-* ``analyzer``: :class:`FaceAnalyzer`, which runs the models and puts the pieces together.
+* ``analyzer``: :class:`FaceAnalyzer`, which runs the models and puts the pieces together;
+* ``regions`` and ``paste``: face masks and crops of any picture, and pasting re-drawn crops back.
 
 The crops follow the reference's pixel conventions as spec section 8 writes them down: float
 boxes cut with ``Image.crop`` (edges rounded, halves to even), the blurred squares pasted back at
@@ -51,7 +52,9 @@ from .detection import (
     choose_face,
     detect_faces,
 )
+from .paste import paste_faces
 from .preview import PREVIEW_TILE, make_preview
+from .regions import ALL_FACES, FaceCrops, FaceRegion, cut_faces, find_face_regions
 
 __all__ = [
     "ARCFACE_DETECT_SIZE", "BACKGROUND_BLUR", "CHOICES", "DET_THRESH", "DETECT_MAX_SIDE", "DETECT_SIZES",
@@ -59,4 +62,5 @@ __all__ = [
     "MASK_BOX_SCALE", "MASK_SIZE", "PAD_FRACTIONS", "PREVIEW_TILE", "base_crop", "blur_face",
     "check_choice", "choose_face", "clip_crop", "clip_pixel_values", "detect_faces", "landmark_box",
     "make_preview", "remove_background", "soft_polygon_mask", "square_crop",
+    "ALL_FACES", "FaceCrops", "FaceRegion", "cut_faces", "find_face_regions", "paste_faces",
 ]

@@ -106,6 +106,15 @@ class FaceAnalyzer:
         """All faces in one photo (see :func:`detect_faces`)."""
         return detect_faces(self.models.detector, image, self.det_thresh, self.detect_max_side, allow_padding, sizes)
 
+    def landmarks(self, rgb: np.ndarray, detection: Detection, row: int) -> np.ndarray:
+        """The 106 landmarks (insightface landmark_2d_106, float32 (106, 2), photo pixels) of the
+        face in ``row`` of ``detection``, found in the RGB uint8 photo ``rgb``."""
+        from insightface.app.common import Face
+
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        face = Face(bbox=detection.boxes[row], kps=detection.keypoints[row], det_score=float(detection.scores[row]))
+        return np.asarray(self.models.landmarks.get(bgr, face), dtype=np.float32)[:, :2]
+
     # -- one photo ---------------------------------------------------------------------------
 
     def _arcface(self, photo: Image.Image, box: np.ndarray, keypoints: np.ndarray, centre_half) -> tuple[np.ndarray, bool]:
@@ -153,8 +162,6 @@ class FaceAnalyzer:
         crop_base: bool = True,
     ) -> FaceResult | None:
         """The chosen face of one RGB uint8 photo, or None when it has no face."""
-        from insightface.app.common import Face
-
         detection = self.detect(rgb)
         if not len(detection):
             return None
@@ -172,9 +179,7 @@ class FaceAnalyzer:
             )
         box = detection.boxes[row]
         keypoints = detection.keypoints[row]
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        face = Face(bbox=box, kps=keypoints, det_score=float(detection.scores[row]))
-        landmarks = np.asarray(self.models.landmarks.get(bgr, face), dtype=np.float32)[:, :2]
+        landmarks = self.landmarks(rgb, detection, row)
         photo = Image.fromarray(rgb)
         square = landmark_box(landmarks)
         clip = clip_crop(photo, landmarks, remove_background, grey)
