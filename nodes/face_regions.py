@@ -107,7 +107,8 @@ class FaceCrop:
         info = regions.cut_faces(pictures, found, size, grow, feather)
         faces = sum(not r.empty for r in info.regions)
         log.info("HyperLoRA: %d face crop(s) of %dx%d from %d picture(s)", faces, info.size, info.size, len(pictures))
-        return (torch.from_numpy(info.crops), torch.from_numpy(info.crop_masks),
+        # Copies: crop_info keeps the crops as cut, to know a crop that comes back unchanged.
+        return (torch.from_numpy(info.crops.copy()), torch.from_numpy(info.crop_masks.copy()),
                 torch.from_numpy(info.picture_masks()), info)
 
 
