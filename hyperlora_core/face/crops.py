@@ -61,8 +61,8 @@ def outline_points(landmarks: np.ndarray) -> np.ndarray:
 
 def polygon_square(points: np.ndarray) -> tuple[float, float, float, float]:
     """The float box (x0, y0, x1, y1) that background removal and the Base-LoRA blur work in:
-    the square centred on the MEAN of the outline points, half-side 0.8 x (1.6 / 2) their larger
-    extent. ``Image.crop`` cuts it at its rounded edges (Python ``round``, halves to even)."""
+    the square centred on the MEAN of the outline points, half-side 0.8 x their larger extent (a
+    side of 1.6 x). ``Image.crop`` cuts it at its rounded edges (Python ``round``, halves to even)."""
     centre = points.mean(axis=0)
     half = MASK_BOX_SCALE * float(max(points.max(axis=0) - points.min(axis=0))) / 2.0
     return (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
