@@ -3,7 +3,8 @@
 Accepted: ComfyUI IMAGE tensors (N, H, W, C) or (H, W, C) of floats in 0..1, numpy arrays (uint8,
 uint16 or floats in 0..1; H x W, H x W x 1/3/4, or a batch N x H x W x C), PIL images of any mode,
 and image files (JPEG with its EXIF rotation applied, PNG including 16-bit and palette, WebP, ...).
-Transparency is composited onto white, as image viewers show it.
+Transparency is composited onto white, as image viewers show it. Floats become 8-bit by
+truncation, as the reference converts them (:func:`float_to_uint8`).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def _array_to_rgb(array: np.ndarray, index: int) -> np.ndarray:
                 f"Photo {index} has float values from {low:.3g} to {high:.3g}; float images must "
                 "be in 0..1 (as ComfyUI IMAGE tensors are)."
             )
-        values = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+        values = float_to_uint8(array)
     else:
         raise InputError(f"Photo {index} has pixel type {array.dtype}; use uint8, uint16 or float.")
     channels = values.shape[2]
@@ -140,6 +141,13 @@ def _array_to_rgb(array: np.ndarray, index: int) -> np.ndarray:
         rgb = values[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
         values = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(values)
+
+
+def float_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Floats in 0..1 -> uint8 as the reference converts a ComfyUI IMAGE (spec section 8): clipped,
+    times 255 in float32, TRUNCATED (cast), not rounded. For LoadImage's output, k / 255 in
+    float32, both give k back; for pixels another node resized they can differ by one level."""
+    return (np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
 
 
 def _checked(rgb: np.ndarray, name: str) -> np.ndarray:

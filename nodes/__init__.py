@@ -1,6 +1,7 @@
 """The pack's ComfyUI nodes (classic V1 API). Each module only translates between ComfyUI types and
 `hyperlora_core` calls; none imports ComfyUI at module level."""
 
+from .face_regions import FaceCrop, FacePaste
 from .faces import LoadFaces
 from .identity import BlendIdentities, IDEmbedding, LoadIdentity, SaveIdentity
 from .likeness import Likeness, StrengthSweep
@@ -20,6 +21,8 @@ NODE_CLASS_MAPPINGS = {
     "HLS_BlendIdentities": BlendIdentities,
     "HLS_SaveIdentity": SaveIdentity,
     "HLS_LoadIdentity": LoadIdentity,
+    "HLS_FaceCrop": FaceCrop,
+    "HLS_FacePaste": FacePaste,
     "HLS_Likeness": Likeness,
     "HLS_StrengthSweep": StrengthSweep,
 }
@@ -35,6 +38,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HLS_BlendIdentities": "Blend HyperLoRA Identities",
     "HLS_SaveIdentity": "Save HyperLoRA Identity",
     "HLS_LoadIdentity": "Load HyperLoRA Identity",
+    "HLS_FaceCrop": "Face Crop (HyperLoRA)",
+    "HLS_FacePaste": "Face Paste (HyperLoRA)",
     "HLS_Likeness": "HyperLoRA Likeness (ArcFace similarity)",
     "HLS_StrengthSweep": "HyperLoRA Strength Sweep",
 }

@@ -296,10 +296,11 @@ def progress_bar(total: int):
 
 
 def images_to_uint8(image: torch.Tensor) -> list[np.ndarray]:
-    """ComfyUI IMAGE (B, H, W, C) floats in 0..1 -> list of RGB uint8 arrays."""
+    """ComfyUI IMAGE (B, H, W, C) floats in 0..1 -> list of RGB uint8 arrays, truncated as the
+    reference converts them (x * 255 in float32, cast; spec section 8)."""
     if not isinstance(image, torch.Tensor) or image.dim() != 4:
         raise HyperLoRAError(f"Expected an IMAGE batch (B, H, W, C), got {getattr(image, 'shape', type(image))}.")
-    arr = image[..., :3].detach().cpu().float().clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    arr = image[..., :3].detach().cpu().float().clamp(0, 1).mul(255).to(torch.uint8).numpy()
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return [np.ascontiguousarray(a) for a in arr]

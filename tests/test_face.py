@@ -237,27 +237,7 @@ def test_grey_clip_crop_is_the_luminance_of_the_colour_crop():
     np.testing.assert_array_equal(grey[..., 0], np.asarray(Image.fromarray(colour).convert("L")))
 
 
-def spec_soft_mask(size, points, radius):
-    """Spec section 8 written out: polygon mask, square of 1.6 x extent around the centroid,
-    resized to 512, Gaussian blur, resized back, pasted back."""
-    mask = Image.new("L", size, 0)
-    ImageDraw.Draw(mask).polygon([tuple(p) for p in points], fill=255)
-    centre = points.mean(axis=0)
-    side = 1.6 * max(np.ptp(points[:, 0]), np.ptp(points[:, 1]))
-    left, top = centre - side / 2
-    region = mask.crop((left, top, left + side, top + side))
-    soft = region.resize((512, 512)).filter(ImageFilter.GaussianBlur(radius)).resize(region.size)
-    out = Image.new("L", size, 0)
-    out.paste(soft, (round(left), round(top)))
-    return out
-
-
-def test_background_removal_matches_the_spec_formula():
-    image = Image.fromarray(photo(320, 260, seed=2))
-    landmarks = landmarks_for_box((80, 50, 230, 230)) + np.random.default_rng(3).normal(0, 2, (106, 2))
-    points = landmarks[SPEC_POLYGON]
-    expected = Image.composite(image, Image.new("RGB", image.size, (127, 127, 127)), spec_soft_mask(image.size, points, 15))
-    np.testing.assert_array_equal(np.asarray(remove_background(image, landmarks)), np.asarray(expected))
+# The exact pixel rules of background removal and the Base-LoRA blur: tests/test_pixels.py.
 
 
 def test_background_removal_keeps_the_face_and_greys_the_rest():
@@ -435,27 +415,45 @@ def test_close_up_face_is_found_after_padding(analyzer):
     close(result.landmarks, landmarks_for_box((20, 30, 380, 465)), 3.5)
 
 
-def test_large_photo_is_detected_on_a_shrunk_copy_and_cropped_from_the_original(analyzer, monkeypatch):
+def test_large_photo_is_detected_on_a_shrunk_copy_when_the_photo_itself_gives_no_face(analyzer, monkeypatch):
     rgb = photo(4000, 3000, seed=13)
     box = (2400, 1200, 2760, 1640)
     draw_face(rgb, box, ring=12)
     seen = []
     detect = analyzer.models.detector.detect
 
-    def recording(image, *args, **kwargs):
+    def recording(image, *args, **kwargs):  # as if SCRFD's own 6x bilinear shrink lost the face
         seen.append(image.shape[:2])
-        return detect(image, *args, **kwargs)
+        boxes, kps = detect(image, *args, **kwargs)
+        return (boxes[:0], kps[:0]) if max(image.shape[:2]) > DETECT_MAX_SIDE else (boxes, kps)
 
     monkeypatch.setattr(analyzer.models.detector, "detect", recording)
+    detection = analyzer.detect(rgb)
+    # The reference's four sizes on the photo itself first, then the area-averaged copy.
+    assert seen[: len(DETECT_SIZES)] == [(3000, 4000)] * len(DETECT_SIZES)
+    assert max(seen[len(DETECT_SIZES)]) == DETECT_MAX_SIDE
+    assert detection.scale == pytest.approx(DETECT_MAX_SIDE / 4000)
     (result,) = analyzer.analyze(rgb)
-    assert seen and max(max(shape) for shape in seen) <= DETECT_MAX_SIDE
-    assert result.detection.scale == pytest.approx(DETECT_MAX_SIDE / 4000)
     close(result.box, box, 4.0)  # in the original photo's pixels
     close(result.landmarks, landmarks_for_box(box), 4.0)
     half = result.landmark_box[2]
     assert abs(result.clip_crop.shape[0] - 2 * half) <= 1  # cut from the full-size photo
     expected = clip_crop(Image.fromarray(rgb), result.landmarks)
     np.testing.assert_array_equal(result.clip_crop, expected)
+
+
+def test_large_photo_whose_face_the_reference_finds_is_detected_as_the_reference_does(analyzer):
+    from hyperlora_core.face import detection as detection_module
+
+    rgb = photo(4000, 3000, seed=16)
+    box = (1800, 900, 2500, 1800)
+    draw_face(rgb, box)  # filled: found on the full photo at 640, as the reference finds it
+    found = analyzer.detect(rgb)
+    assert found.scale == 1.0 and found.size == DETECT_SIZES[0] and found.padding == 0
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    boxes, kps = detection_module.detect_once(analyzer.models.detector, bgr, 640, 0.5)
+    np.testing.assert_array_equal(found.boxes, boxes[:, :4])
+    np.testing.assert_array_equal(found.keypoints, kps)
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-image, inside insightface

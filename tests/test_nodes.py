@@ -26,7 +26,7 @@ REFERENCE_IDS = {
     "HyperLoRAGenerateIDLoRA", "HyperLoRAGenerateBaseLoRA", "HyperLoRAApplyLoRA", "HyperLoRASaveLoRA",
     "HyperLoRAUniLoader", "HyperLoRAUniGenerateIDLoRA",
 }
-CORE_TYPES = {"IMAGE", "MODEL", "CLIP", "CLIP_VISION", "CONDITIONING", "STRING", "LORA_MODEL", "INT", "FLOAT",
+CORE_TYPES = {"IMAGE", "MASK", "MODEL", "CLIP", "CLIP_VISION", "CONDITIONING", "STRING", "LORA_MODEL", "INT", "FLOAT",
               "BOOLEAN"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 

@@ -29,6 +29,8 @@ CORE = {
                  "inputs": {"model": "MODEL", "positive": "CONDITIONING", "negative": "CONDITIONING",
                             "latent_image": "LATENT"}, "outputs": ["LATENT"]},
     "VAEDecode": {"widgets": [], "inputs": {"samples": "LATENT", "vae": "VAE"}, "outputs": ["IMAGE"]},
+    "VAEEncode": {"widgets": [], "inputs": {"pixels": "IMAGE", "vae": "VAE"}, "outputs": ["LATENT"]},
+    "SetLatentNoiseMask": {"widgets": [], "inputs": {"samples": "LATENT", "mask": "MASK"}, "outputs": ["LATENT"]},
     "SaveImage": {"widgets": ["filename_prefix"], "inputs": {"images": "IMAGE"}, "outputs": []},
     "PreviewImage": {"widgets": [], "inputs": {"images": "IMAGE"}, "outputs": []},
     "LoadImage": {"widgets": ["image", "upload"], "inputs": {}, "outputs": ["IMAGE", "MASK"]},
@@ -40,7 +42,8 @@ CORE = {
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # Combos whose choices come from the user's model folders: any file name is fine in a shared workflow.
 FOLDER_COMBOS = {("HLS_LoadHyperLoRA", "hyperlora_name"), ("HLS_LoadFaces", "face_model"),
-                 ("HLS_LoadIdentity", "identity_name"), ("HLS_Likeness", "face_model")}
+                 ("HLS_LoadIdentity", "identity_name"), ("HLS_Likeness", "face_model"),
+                 ("HLS_FaceCrop", "face_model")}
 
 
 def our_layout(cls) -> dict:
@@ -83,10 +86,11 @@ def layouts():
     return out
 
 
-def test_there_are_the_four_promised_workflows():
+def test_there_are_the_promised_workflows():
     names = {p.stem for p in WORKFLOWS}
     assert names == {"hyperlora_one_photo_portrait", "hyperlora_several_photos", "hyperlora_save_lora",
-                     "hyperlora_blend_identities", "hyperlora_strength_sweep_likeness"}
+                     "hyperlora_blend_identities", "hyperlora_strength_sweep_likeness", "hyperlora_face_swap",
+                     "hyperlora_face_detailer"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

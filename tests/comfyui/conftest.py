@@ -30,7 +30,7 @@ RUN_TIMEOUT = 600
 
 # Photos the shipped workflows name, and one without a face. (file name, face marker seed or None)
 PHOTOS = {"person.jpg": 0, "person_1.jpg": 1, "person_2.jpg": 2, "person_3.jpg": 3,
-          "person_a.jpg": 4, "person_b.jpg": 5, "no_face.png": None}
+          "person_a.jpg": 4, "person_b.jpg": 5, "target_photo.jpg": 6, "no_face.png": None}
 
 
 def pytest_collection_modifyitems(config, items):

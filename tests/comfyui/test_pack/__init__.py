@@ -9,6 +9,7 @@
   from a ViT-L/14-shaped config with 3 layers instead of 24: 257 tokens of 1024 like the real one.
 - HLSTest_UNetProbe: runs the UNet of a MODEL on a fixed input through ComfyUI's model management
   and reports the output and the patched weight keys in the prompt's history.
+- HLSTest_PasteProbe: counts the pixels of a picture that changed inside and outside a mask.
 """
 
 from __future__ import annotations
@@ -80,6 +81,17 @@ class TinyVAE:
         return torch.nn.functional.interpolate(rgb, scale_factor=8, mode="nearest").movedim(1, -1)
 
     def spacial_compression_decode(self) -> int:
+        return 8
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Images (B, H, W, 3) -> latents (B, 4, H/8, W/8), cut to whole 8 px cells as the real VAE
+        does; the inverse of decode for pictures that are constant over each 8 px cell."""
+        height, width = (pixels.shape[1] // 8) * 8, (pixels.shape[2] // 8) * 8
+        rgb = pixels[:, :height, :width, :3].movedim(-1, 1).float()
+        cells = torch.nn.functional.avg_pool2d(rgb, 8).clamp(1e-4, 1 - 1e-4)
+        return torch.cat([torch.logit(cells), torch.zeros_like(cells[:, :1])], dim=1)
+
+    def spacial_compression_encode(self) -> int:
         return 8
 
 
@@ -183,9 +195,32 @@ class UNetProbe:
         return {"ui": {"hls_probe": [report]}}
 
 
+class PasteProbe:
+    CATEGORY = "HyperLoRA Studio tests"
+    FUNCTION = "probe"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    DESCRIPTION = "Test only: where a picture changed, inside and outside a mask, in the history."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"before": ("IMAGE",), "after": ("IMAGE",), "mask": ("MASK",),
+                             "label": ("STRING", {"default": "paste"})}}
+
+    def probe(self, before, after, mask, label: str):
+        report = {"label": label, "before": list(before.shape), "after": list(after.shape), "mask": list(mask.shape)}
+        if before.shape == after.shape and mask.shape == before.shape[:3]:
+            changed = (after != before).any(dim=-1)
+            inside = mask > 0
+            report.update(changed_outside=int((changed & ~inside).sum()), changed_inside=int((changed & inside).sum()),
+                          mask_pixels=int(inside.sum()))
+        return {"ui": {"hls_probe": [report]}}
+
+
 NODE_CLASS_MAPPINGS = {
     "HLSTest_TinySDXL": TinySDXL,
     "HLSTest_TinySD15": TinySD15,
     "HLSTest_TinyCLIPVision": TinyCLIPVision,
     "HLSTest_UNetProbe": UNetProbe,
+    "HLSTest_PasteProbe": PasteProbe,
 }

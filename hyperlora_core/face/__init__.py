@@ -1,0 +1,66 @@
+"""The face pipeline (spec section 8) and face regions for re-drawing a face in a picture.
+
+Entry point: ``FaceAnalyzer(folder, provider="auto").analyze(images)`` -> one :class:`FaceResult`
+per photo in which a face was found. One job per module:
+
+* ``detection``: SCRFD detection with the reference's retries, and the choice of the face;
+* ``crops``: the CLIP, Base-LoRA and landmark-square crops and their masks;
+* ``preview``: the marked-up preview Load Faces shows;
+* ``analyzer``: :class:`FaceAnalyzer`, which runs the models and puts the pieces together;
+* ``regions`` and ``paste``: face masks and crops of any picture, and pasting re-drawn crops back.
+
+The crops follow the reference's pixel conventions as spec section 8 writes them down: float
+boxes cut with ``Image.crop`` (edges rounded, halves to even), the blurred squares pasted back at
+the corner truncated toward zero, PIL bicubic for the CLIP resize, and IMAGE floats made 8-bit by
+truncation (``images.float_to_uint8``). For a photo whose face the reference finds, with one face
+(or with ``choice="most_confident"``), the crops are the reference's, pixel for pixel.
+
+Beyond the reference, and each only where the reference's way finds nothing: a very large photo
+is detected again on an area-averaged copy, and a face filling the frame on the photo padded with
+black borders (PAD_FRACTIONS); if the ArcFace crop gives no face, the first detection's keypoints
+are used (the reference drops the photo). Faces are chosen by a policy (largest by default) where
+the reference always takes the most confident.
+"""
+
+from .analyzer import FaceAnalyzer, FaceResult
+from .crops import (
+    BACKGROUND_BLUR,
+    FACE_BLUR,
+    FACE_POLYGON,
+    FACE_SCALE,
+    GREY,
+    MASK_BOX_SCALE,
+    MASK_SIZE,
+    base_crop,
+    blur_face,
+    clip_crop,
+    clip_pixel_values,
+    landmark_box,
+    remove_background,
+    soft_polygon_mask,
+    square_crop,
+)
+from .detection import (
+    ARCFACE_DETECT_SIZE,
+    CHOICES,
+    DET_THRESH,
+    DETECT_MAX_SIDE,
+    DETECT_SIZES,
+    PAD_FRACTIONS,
+    Detection,
+    check_choice,
+    choose_face,
+    detect_faces,
+)
+from .paste import paste_faces
+from .preview import PREVIEW_TILE, make_preview
+from .regions import ALL_FACES, FaceCrops, FaceRegion, cut_faces, find_face_regions
+
+__all__ = [
+    "ARCFACE_DETECT_SIZE", "BACKGROUND_BLUR", "CHOICES", "DET_THRESH", "DETECT_MAX_SIDE", "DETECT_SIZES",
+    "Detection", "FACE_BLUR", "FACE_POLYGON", "FACE_SCALE", "FaceAnalyzer", "FaceResult", "GREY",
+    "MASK_BOX_SCALE", "MASK_SIZE", "PAD_FRACTIONS", "PREVIEW_TILE", "base_crop", "blur_face",
+    "check_choice", "choose_face", "clip_crop", "clip_pixel_values", "detect_faces", "landmark_box",
+    "make_preview", "remove_background", "soft_polygon_mask", "square_crop",
+    "ALL_FACES", "FaceCrops", "FaceRegion", "cut_faces", "find_face_regions", "paste_faces",
+]
