@@ -2,10 +2,12 @@
 `hyperlora_core` calls; none imports ComfyUI at module level."""
 
 from .faces import LoadFaces
+from .hooks import LoRAHooks
 from .identity import BlendIdentities, IDEmbedding, LoadIdentity, SaveIdentity
 from .loaders import LoadHyperLoRA
 from .lora import ApplyLoRA, GenerateLoRA, SaveLoRA
 from .prompt import TriggerPrompt
+from .regions import RegionLayout, SeveralPeople
 
 # Node ids are prefixed "HLS_" so they never clash with the reference pack (HyperLoRA...).
 NODE_CLASS_MAPPINGS = {
@@ -19,6 +21,9 @@ NODE_CLASS_MAPPINGS = {
     "HLS_BlendIdentities": BlendIdentities,
     "HLS_SaveIdentity": SaveIdentity,
     "HLS_LoadIdentity": LoadIdentity,
+    "HLS_LoRAHooks": LoRAHooks,
+    "HLS_RegionLayout": RegionLayout,
+    "HLS_SeveralPeople": SeveralPeople,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,6 +37,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HLS_BlendIdentities": "Blend HyperLoRA Identities",
     "HLS_SaveIdentity": "Save HyperLoRA Identity",
     "HLS_LoadIdentity": "Load HyperLoRA Identity",
+    "HLS_LoRAHooks": "HyperLoRA Hooks (regions, steps)",
+    "HLS_RegionLayout": "HyperLoRA Region Layout",
+    "HLS_SeveralPeople": "HyperLoRA Several People",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
