@@ -53,9 +53,8 @@ def check_layers_land(model, layers: list[str], what: str) -> None:
             "distilled SDXL variants (SSD-1B, Vega, KOALA) lack some attention layers.")
 
 
-def keyframe_group(start_at: float, end_at: float, ramp: float):
+def keyframe_group(frames: list[tuple[float, float]]):
     """A comfy.hooks.HookKeyframeGroup for the schedule, or None for full strength at every step."""
-    frames = identity_keyframes(start_at, end_at, ramp)
     if not frames:
         return None
     hooks = comfy_module("comfy.hooks")
@@ -113,8 +112,9 @@ class LoRAHooks:
 
     def make(self, model, lora, strength: float, start_at: float, end_at: float, ramp: float,
              base_lora=None, base_strength: float = 1.0, prev_hooks=None):
+        frames = identity_keyframes(start_at, end_at, ramp)  # schedule errors before any work
         check_sdxl(model)
-        kf = keyframe_group(start_at, end_at, ramp)  # schedule errors before any work
+        kf = keyframe_group(frames)
         hooks_module = comfy_module("comfy.hooks")
         loras = [(lora, strength, "ID-LoRA (input 'lora')")]
         if base_lora:

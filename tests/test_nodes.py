@@ -27,7 +27,7 @@ REFERENCE_IDS = {
     "HyperLoRAUniLoader", "HyperLoRAUniGenerateIDLoRA",
 }
 CORE_TYPES = {"IMAGE", "MODEL", "CLIP", "CLIP_VISION", "CONDITIONING", "STRING", "LORA_MODEL", "INT", "FLOAT",
-              "BOOLEAN"}
+              "BOOLEAN", "HOOKS", "MASK", "LATENT"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
 
@@ -60,7 +60,7 @@ def test_pack_imports_without_comfyui_or_insightface():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) == 10
+    assert int(out.stdout.strip()) == 13
 
 
 def test_import_does_no_work():
