@@ -33,6 +33,12 @@ CORE = {
     "LoadImage": {"widgets": ["image", "upload"], "inputs": {}, "outputs": ["IMAGE", "MASK"]},
     "LoraLoaderModelOnly": {"widgets": ["lora_name", "strength_model"], "inputs": {"model": "MODEL"}, "outputs": ["MODEL"]},
     "Note": {"widgets": ["text"], "inputs": {}, "outputs": []},
+    # comfy_extras/nodes_hooks.py (the same at 0.3.48)
+    "PairConditioningSetProperties": {
+        "widgets": ["strength", "set_cond_area"],
+        "inputs": {"positive_NEW": "CONDITIONING", "negative_NEW": "CONDITIONING", "mask": "MASK", "hooks": "HOOKS",
+                   "timesteps": "TIMESTEPS_RANGE"},
+        "outputs": ["CONDITIONING", "CONDITIONING"]},
 }
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # Combos whose choices come from the user's model folders: any file name is fine in a shared workflow.
@@ -82,7 +88,7 @@ def layouts():
 def test_there_are_the_four_promised_workflows():
     names = {p.stem for p in WORKFLOWS}
     assert names == {"hyperlora_one_photo_portrait", "hyperlora_several_photos", "hyperlora_save_lora",
-                     "hyperlora_blend_identities"}
+                     "hyperlora_blend_identities", "hyperlora_two_people", "hyperlora_identity_after_composition"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -165,6 +171,6 @@ def test_positive_prompt_gets_the_trigger_words(path):
     types_ = [n["type"] for n in data["nodes"]]
     if "KSampler" in types_:
         assert "HLS_TriggerPrompt" in types_
-        assert "HLS_ApplyLoRA" in types_
+        assert "HLS_ApplyLoRA" in types_ or "HLS_LoRAHooks" in types_
         prompt = next(n for n in data["nodes"] if n["type"] == "HLS_TriggerPrompt")
         assert prompt["widgets_values"][1] is True
