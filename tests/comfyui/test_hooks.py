@@ -194,3 +194,25 @@ def test_non_sdxl_model_and_foreign_lora_are_refused(comfy, pack, tiny):
         hooks(pack, model, foreign)
     with pytest.raises(errors.HyperLoRAError, match="start_at"):
         hooks(pack, model, random_lora(pack, 1), start_at=0.6, end_at=0.4)
+
+
+def test_outside_every_region_draws_the_base_model_or_identity_one(comfy, pack, tiny):
+    model, pos, neg, _ = tiny
+    a, b = hooks(pack, model, random_lora(pack, 1)), hooks(pack, model, random_lora(pack, 2))
+    left, right, _, _ = pack.NODE_CLASS_MAPPINGS["HLS_RegionLayout"]().layout("boxes", 128, 128, 0,
+                                                                               "0 0 0.25 1; 0.75 0 1 1")
+    latent = {"samples": torch.zeros(LATENT)}
+    people = pack.NODE_CLASS_MAPPINGS["HLS_SeveralPeople"]()
+    base_gap = sample(comfy, model, *people.build(pos, neg, latent, "base model", hooks_1=a, region_1=left,
+                                                  hooks_2=b, region_2=right))
+    a_gap = sample(comfy, model, *people.build(pos, neg, latent, "identity 1", hooks_1=a, region_1=left,
+                                               hooks_2=b, region_2=right))
+    plain = sample(comfy, model, pos, neg)
+    only_a = sample(comfy, model, *whole_picture(comfy, pos, neg, a))
+    only_b = sample(comfy, model, *whole_picture(comfy, pos, neg, b))
+    gap = slice(4, 12)
+    torch.testing.assert_close(base_gap[..., gap], plain[..., gap], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a_gap[..., gap], only_a[..., gap], rtol=1e-4, atol=1e-4)
+    for out in (base_gap, a_gap):
+        torch.testing.assert_close(out[..., :4], only_a[..., :4], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(out[..., 12:], only_b[..., 12:], rtol=1e-4, atol=1e-4)
