@@ -81,6 +81,9 @@ def build_models(base: Path) -> None:
     clip_dir = models / "hyper_lora" / "clip_vit" / "clip_vit_large_14"
     clip_dir.mkdir(parents=True)
     (clip_dir / "model.safetensors").write_bytes(b"")
+    # The name README and the shipped workflows use (ComfyUI Manager's), in the core folder.
+    (models / "clip_vision").mkdir(parents=True)
+    (models / "clip_vision" / "clip-vit-large-patch14.safetensors").write_bytes(b"")
     (base / "input").mkdir(parents=True, exist_ok=True)
     for name, seed in PHOTOS.items():
         Image.fromarray(_photo(seed)).save(base / "input" / name)
