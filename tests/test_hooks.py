@@ -1,6 +1,6 @@
 """CI tier of the hook and region nodes: their declarations and every check made before ComfyUI is
 called (no ComfyUI here). What the hooks do in sampling is tested against the real sampler in
-tests/comfyui/test_hooks.py."""
+tests/comfyui/test_hooks_sampler.py."""
 
 from __future__ import annotations
 
