@@ -3,11 +3,13 @@
 
 from .face_regions import FaceCrop, FacePaste
 from .faces import LoadFaces
+from .hooks import LoRAHooks
 from .identity import BlendIdentities, IDEmbedding, LoadIdentity, SaveIdentity
 from .likeness import Likeness, StrengthSweep
 from .loaders import LoadHyperLoRA
 from .lora import ApplyLoRA, GenerateLoRA, SaveLoRA
 from .prompt import TriggerPrompt
+from .regions import RegionLayout, SeveralPeople
 
 # Node ids are prefixed "HLS_" so they never clash with the reference pack (HyperLoRA...).
 NODE_CLASS_MAPPINGS = {
@@ -25,6 +27,9 @@ NODE_CLASS_MAPPINGS = {
     "HLS_FacePaste": FacePaste,
     "HLS_Likeness": Likeness,
     "HLS_StrengthSweep": StrengthSweep,
+    "HLS_LoRAHooks": LoRAHooks,
+    "HLS_RegionLayout": RegionLayout,
+    "HLS_SeveralPeople": SeveralPeople,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -42,6 +47,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "HLS_FacePaste": "Face Paste (HyperLoRA)",
     "HLS_Likeness": "HyperLoRA Likeness (ArcFace similarity)",
     "HLS_StrengthSweep": "HyperLoRA Strength Sweep",
+    "HLS_LoRAHooks": "HyperLoRA Hooks (regions, steps)",
+    "HLS_RegionLayout": "HyperLoRA Region Layout",
+    "HLS_SeveralPeople": "HyperLoRA Several People",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -26,8 +26,8 @@ REFERENCE_IDS = {
     "HyperLoRAGenerateIDLoRA", "HyperLoRAGenerateBaseLoRA", "HyperLoRAApplyLoRA", "HyperLoRASaveLoRA",
     "HyperLoRAUniLoader", "HyperLoRAUniGenerateIDLoRA",
 }
-CORE_TYPES = {"IMAGE", "MASK", "MODEL", "CLIP", "CLIP_VISION", "CONDITIONING", "STRING", "LORA_MODEL", "INT", "FLOAT",
-              "BOOLEAN"}
+CORE_TYPES = {"IMAGE", "MODEL", "CLIP", "CLIP_VISION", "CONDITIONING", "STRING", "LORA_MODEL", "INT", "FLOAT",
+              "BOOLEAN", "HOOKS", "MASK", "LATENT"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
 

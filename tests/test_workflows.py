@@ -38,6 +38,12 @@ CORE = {
     "Note": {"widgets": ["text"], "inputs": {}, "outputs": []},
     # comfy_extras/nodes_preview_any.py: shows any value as text on the node; its input takes any type.
     "PreviewAny": {"widgets": [], "inputs": {"source": "*"}, "outputs": []},
+    # comfy_extras/nodes_hooks.py (the same at 0.3.48)
+    "PairConditioningSetProperties": {
+        "widgets": ["strength", "set_cond_area"],
+        "inputs": {"positive_NEW": "CONDITIONING", "negative_NEW": "CONDITIONING", "mask": "MASK", "hooks": "HOOKS",
+                   "timesteps": "TIMESTEPS_RANGE"},
+        "outputs": ["CONDITIONING", "CONDITIONING"]},
 }
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 # Combos whose choices come from the user's model folders: any file name is fine in a shared workflow.
@@ -90,7 +96,7 @@ def test_there_are_the_promised_workflows():
     names = {p.stem for p in WORKFLOWS}
     assert names == {"hyperlora_one_photo_portrait", "hyperlora_several_photos", "hyperlora_save_lora",
                      "hyperlora_blend_identities", "hyperlora_strength_sweep_likeness", "hyperlora_face_swap",
-                     "hyperlora_face_detailer"}
+                     "hyperlora_face_detailer", "hyperlora_two_people", "hyperlora_identity_after_composition"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -179,7 +185,7 @@ def test_positive_prompt_gets_the_trigger_words(path):
     types_ = [n["type"] for n in data["nodes"]]
     if "KSampler" in types_:
         assert "HLS_TriggerPrompt" in types_
-        assert "HLS_ApplyLoRA" in types_
+        assert "HLS_ApplyLoRA" in types_ or "HLS_LoRAHooks" in types_
         prompt = next(n for n in data["nodes"] if n["type"] == "HLS_TriggerPrompt")
         assert prompt["widgets_values"][1] is True
 

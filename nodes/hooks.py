@@ -1,0 +1,139 @@
+"""A generated LoRA as ComfyUI HOOKS: a LoRA attached to a conditioning, for part of the steps.
+
+The hook is made by ComfyUI's own `comfy.hooks.create_hook_lora` from the kohya dict, exactly as the
+core 'Create Hook LoRA' node makes one from a file, so every core hook node (Cond Set Props with a
+mask, Set Hook Keyframes, Cond Pair nodes, Combine Hooks) treats it the same way. The schedule
+(start_at, end_at, ramp) becomes a `comfy.hooks.HookKeyframeGroup`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from ..hyperlora_core.errors import HyperLoRAError
+from ..hyperlora_core.regions import identity_keyframes
+from .lora import LORA_MODEL, check_sdxl, describe_model, lora_layers
+from .utils import CATEGORY, comfy_module
+
+log = logging.getLogger(__name__)
+
+HOOKS = "HOOKS"  # ComfyUI core's type: a comfy.hooks.HookGroup
+# HyperLoRA v1 makes LoRAs for the attention projections of the SDXL UNet only.
+HYPERLORA_LAYER = re.compile(r"^lora_unet_.+_attn[12]_to_(q|k|v|out_0)$")
+
+
+def check_hyperlora_lora(lora, what: str) -> list[str]:
+    """The layers of a LoRA from 'Generate HyperLoRA'; anything else is refused with a message."""
+    if not isinstance(lora, dict):
+        raise HyperLoRAError(f"{what} is a {type(lora).__name__}, not a LoRA; connect the id_lora output of "
+                             "'Generate HyperLoRA'.")
+    if not lora:
+        raise HyperLoRAError(f"{what} is empty; connect the id_lora output of 'Generate HyperLoRA' "
+                             "(base_lora is empty when the checkpoint has no Base-LoRA weights).")
+    layers = lora_layers(lora)
+    foreign = [layer for layer in layers if not HYPERLORA_LAYER.match(layer)]
+    if foreign:
+        raise HyperLoRAError(
+            f"{what} is not a HyperLoRA LoRA: {len(foreign)} of its {len(layers)} layers are not SDXL UNet "
+            f"attention layers (e.g. {foreign[0]}). Connect 'Generate HyperLoRA'; for any other LoRA file "
+            "use the core 'Create Hook LoRA' node.")
+    return layers
+
+
+def check_layers_land(model, layers: list[str], what: str) -> None:
+    """Every layer must find its weight in the MODEL: ComfyUI's hooks skip missing ones silently."""
+    comfy_lora = comfy_module("comfy.lora")
+    key_map = comfy_lora.model_lora_keys_unet(model.model, {})
+    missing = [layer for layer in layers if layer not in key_map]
+    if missing:
+        raise HyperLoRAError(
+            f"{len(missing)} of the {len(layers)} layers of the {what} have no matching layer in this MODEL "
+            f"({describe_model(model)}), e.g. {missing[0]}. HyperLoRA v1 needs the full SDXL UNet; "
+            "distilled SDXL variants (SSD-1B, Vega, KOALA) lack some attention layers.")
+
+
+def keyframe_group(frames: list[tuple[float, float]]):
+    """A comfy.hooks.HookKeyframeGroup for the schedule, or None for full strength at every step."""
+    if not frames:
+        return None
+    hooks = comfy_module("comfy.hooks")
+    group = hooks.HookKeyframeGroup()
+    for percent, strength in frames:
+        # guarantee_steps=0: the keyframe follows the sampling fraction alone, as PuLID's start_at does.
+        group.add(hooks.HookKeyframe(strength=strength, start_percent=percent, guarantee_steps=0))
+    return group
+
+
+class LoRAHooks:
+    DESCRIPTION = (
+        "Turns the generated LoRA into ComfyUI HOOKS: the LoRA then acts only on the conditioning it is "
+        "attached to (core 'Cond Pair Set Props' / 'Cond Set Props', with a mask for one region, or "
+        "'HyperLoRA Several People'), and only from start_at to end_at of the sampling. Use the plain MODEL "
+        "(without 'Apply HyperLoRA') in the KSampler. start_at 0.2-0.3 lets the prompt set the composition "
+        "before the face comes in; strength 0.8-1.0 (a hook at 0.85 equals 'Apply HyperLoRA' at 0.85)."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "make"
+    RETURN_TYPES = (HOOKS,)
+    RETURN_NAMES = ("hooks",)
+    OUTPUT_TOOLTIPS = ("HOOKS for the core hook nodes and 'HyperLoRA Several People'.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The SDXL MODEL the KSampler uses; checked to be SDXL with every "
+                                               "layer of the LoRA in place (it is not changed)."}),
+                "lora": (LORA_MODEL, {"tooltip": "The ID-LoRA from 'Generate HyperLoRA'."}),
+                "strength": ("FLOAT", {
+                    "default": 0.85, "min": -10.0, "max": 10.0, "step": 0.01,
+                    "tooltip": "Strength of the ID-LoRA, as in 'Apply HyperLoRA': 0.75-0.9 is typical."}),
+                "start_at": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "Fraction of the sampling at which the identity starts: 0 = from the first "
+                               "step; 0.2-0.3 keeps the prompt's composition and pose."}),
+                "end_at": ("FLOAT", {
+                    "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "Fraction of the sampling at which the identity stops (1 = to the last step)."}),
+                "ramp": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "0 = full strength at start_at; otherwise the strength rises linearly from 0 at "
+                               "start_at to full at start_at + ramp (in 4 keyframes)."}),
+            },
+            "optional": {
+                "base_lora": (LORA_MODEL, {"tooltip": "The Base-LoRA from 'Generate HyperLoRA' (optional)."}),
+                "base_strength": ("FLOAT", {
+                    "default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01,
+                    "tooltip": "Strength of the Base-LoRA, with the same schedule as the ID-LoRA."}),
+                "prev_hooks": (HOOKS, {"tooltip": "Hooks to add these to (as in the core 'Create Hook LoRA')."}),
+            },
+        }
+
+    def make(self, model, lora, strength: float, start_at: float, end_at: float, ramp: float,
+             base_lora=None, base_strength: float = 1.0, prev_hooks=None):
+        frames = identity_keyframes(start_at, end_at, ramp)  # schedule errors before any work
+        check_sdxl(model)
+        kf = keyframe_group(frames)
+        hooks_module = comfy_module("comfy.hooks")
+        loras = [(lora, strength, "ID-LoRA (input 'lora')")]
+        if base_lora:
+            loras.append((base_lora, base_strength, "Base-LoRA (input 'base_lora')"))
+        group = hooks_module.HookGroup()
+        for tensors, weight, what in loras:
+            layers = check_hyperlora_lora(tensors, what)
+            check_layers_land(model, layers, what)
+            if weight == 0:
+                continue  # as the core node: a LoRA at strength 0 adds no hook
+            group = group.clone_and_combine(
+                hooks_module.create_hook_lora(lora=dict(tensors), strength_model=weight, strength_clip=0.0))
+        if len(group) and kf is not None:
+            group.set_keyframes_on_hooks(hook_kf=kf)
+        if len(group) == 0:
+            log.info("HyperLoRA hooks: every strength is 0, so no hook is added.")
+        else:
+            log.info("HyperLoRA hooks: %d LoRA hook(s), from %.2f to %.2f of the sampling%s.", len(group),
+                     start_at, end_at, f", ramp {ramp:.2f}" if ramp else "")
+        if prev_hooks is not None:
+            return (prev_hooks.clone_and_combine(group),)
+        return (group,)

@@ -1,0 +1,121 @@
+"""CI tier of the hook and region nodes: their declarations and every check made before ComfyUI is
+called (no ComfyUI here). What the hooks do in sampling is tested against the real sampler in
+tests/comfyui/test_hooks_sampler.py."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from pack import load_pack
+
+pack = load_pack()
+NODES = pack.NODE_CLASS_MAPPINGS
+HyperLoRAError = pack.hyperlora_core.errors.HyperLoRAError
+LATENT = {"samples": torch.zeros(1, 4, 16, 24)}  # a 192 x 128 picture
+
+
+def hyperlora_like_lora(prefix="lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"):
+    return {f"{prefix}.lora_down.weight": torch.zeros(4, 8), f"{prefix}.lora_up.weight": torch.zeros(8, 4),
+            f"{prefix}.alpha": torch.tensor(4.0)}
+
+
+def test_nodes_are_registered_with_descriptions_and_tooltips():
+    for node_id in ("HLS_LoRAHooks", "HLS_RegionLayout", "HLS_SeveralPeople"):
+        cls = NODES[node_id]
+        assert cls.DESCRIPTION and cls.CATEGORY == "HyperLoRA Studio"
+        spec = cls.INPUT_TYPES()
+        for section in spec.values():
+            for name, value in section.items():
+                assert value[1].get("tooltip"), (node_id, name)
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
+        assert node_id in pack.NODE_DISPLAY_NAME_MAPPINGS
+
+
+def test_hooks_node_speaks_the_core_types():
+    assert NODES["HLS_LoRAHooks"].RETURN_TYPES == ("HOOKS",)
+    spec = NODES["HLS_LoRAHooks"].INPUT_TYPES()
+    assert spec["required"]["lora"][0] == "LORA_MODEL" and spec["required"]["model"][0] == "MODEL"
+    assert spec["optional"]["prev_hooks"][0] == "HOOKS"
+    people = NODES["HLS_SeveralPeople"].INPUT_TYPES()["optional"]
+    assert [people[f"hooks_{i}"][0] for i in range(1, 5)] == ["HOOKS"] * 4
+    assert [people[f"region_{i}"][0] for i in range(1, 5)] == ["MASK"] * 4
+    assert NODES["HLS_SeveralPeople"].RETURN_TYPES == ("CONDITIONING", "CONDITIONING")
+
+
+def test_start_at_not_before_end_at_is_refused_before_the_model_is_read():
+    with pytest.raises(HyperLoRAError, match="start_at .* must be smaller than end_at"):
+        NODES["HLS_LoRAHooks"]().make(object(), hyperlora_like_lora(), 0.85, 0.5, 0.5, 0.0)
+
+
+def test_lora_that_is_not_hyperloras_is_named():
+    check = pack.nodes.hooks.check_hyperlora_lora
+    assert check(hyperlora_like_lora(), "ID-LoRA") == [
+        "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"]
+    with pytest.raises(HyperLoRAError, match="'lora'.* is not a HyperLoRA LoRA.*Create Hook LoRA"):
+        check(hyperlora_like_lora("lora_unet_input_blocks_0_0_proj"), "ID-LoRA (input 'lora')")
+    with pytest.raises(HyperLoRAError, match="empty"):
+        check({}, "ID-LoRA")
+    with pytest.raises(HyperLoRAError, match="not a key of a kohya LoRA"):
+        check({"model.diffusion_model.x.weight": torch.zeros(1)}, "ID-LoRA")
+    with pytest.raises(HyperLoRAError, match="not a LoRA"):
+        check(torch.zeros(3), "ID-LoRA")
+
+
+def test_layout_node_outputs_four_comfyui_masks():
+    out = NODES["HLS_RegionLayout"]().layout("left | middle | right", 192, 128, 0, "")
+    assert [tuple(m.shape) for m in out] == [(1, 128, 192)] * 4
+    torch.testing.assert_close(out[0] + out[1] + out[2], torch.ones(1, 128, 192))
+    assert out[3].eq(0).all()
+
+
+def people(**pairs):
+    return NODES["HLS_SeveralPeople"]._people(pairs, LATENT)
+
+
+def halves():
+    return NODES["HLS_RegionLayout"]().layout("left | right", 192, 128, 0, "")[:2]
+
+
+def test_regions_are_fitted_to_the_latent_and_the_resize_is_logged(caplog):
+    left, right = halves()
+    with caplog.at_level(logging.INFO):
+        result = people(hooks_1="A", region_1=left, hooks_2="B", region_2=right)
+    assert [h for h, _, _ in result] == ["A", "B"]
+    assert [tuple(m.shape) for _, m, _ in result] == [(16, 24)] * 2
+    assert result[0][1][:, :12].eq(1).all() and result[0][1][:, 12:].eq(0).all()
+    assert "region_1 resized from 192 x 128 to the latent's 24 x 16" in caplog.text
+
+
+def test_mask_of_another_aspect_ratio_is_stretched_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        people(hooks_1="A", region_1=torch.ones(1, 64, 64))
+    assert "region_1 is 64 x 64 but the latent is 24 x 16" in caplog.text
+
+
+def test_more_identities_than_regions_or_the_reverse_names_the_input():
+    left, right = halves()
+    with pytest.raises(HyperLoRAError, match="hooks_2 has no region: more identities than regions.*region_2"):
+        people(hooks_1="A", region_1=left, hooks_2="B")
+    with pytest.raises(HyperLoRAError, match="region_2 has no identity: more regions than identities.*hooks_2"):
+        people(hooks_1="A", region_1=left, region_2=right)
+    with pytest.raises(HyperLoRAError, match="No person given"):
+        people()
+    with pytest.raises(HyperLoRAError, match="positive_3 is connected"):
+        people(hooks_1="A", region_1=left, positive_3=[])
+
+
+def test_empty_or_vanishing_mask_is_refused():
+    with pytest.raises(HyperLoRAError, match="region_1 is empty"):
+        people(hooks_1="A", region_1=torch.zeros(1, 128, 192))
+    speck = torch.zeros(1, 1280, 1920)
+    speck[0, 0, 0] = 1.0
+    with pytest.raises(HyperLoRAError, match="region_1 covers too few pixels"):
+        people(hooks_1="A", region_1=speck)
+
+
+def test_latent_must_be_a_latent():
+    with pytest.raises(HyperLoRAError, match="latent"):
+        NODES["HLS_SeveralPeople"]._people({"hooks_1": "A", "region_1": torch.ones(1, 8, 8)}, {"x": 1})
