@@ -13,10 +13,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parent.parent
-WIDTH = 768  # the browser shows cards about 300 px wide; twice that for sharp screens, and small files
+# The browser shows each picture in a 4:3 card about 300 px wide: twice that for sharp screens, the
+# graph fitted inside on the canvas colour, so no part of it is cut off.
+SIZE = (768, 576)
 # The canvas in the editor test's 2000 x 1300 window: below the menu bars, right of the side bar, above
 # the zoom controls and the frame counter.
 CANVAS = (70, 85, 2000, 1050)
@@ -25,15 +27,14 @@ MARGIN = 24
 
 
 def thumbnail(screenshot: Path) -> Image.Image:
-    """The part of the screenshot that holds the graph, scaled to WIDTH."""
+    """The part of the screenshot that holds the graph, fitted into SIZE."""
     with Image.open(screenshot) as shot:
         canvas = shot.convert("RGB").crop(CANVAS)
     ink = canvas.convert("L").point(lambda v: 255 if v > BACKGROUND else 0)
     left, top, right, bottom = ink.getbbox() or (0, 0, canvas.width, canvas.height)
     graph = canvas.crop((max(left - MARGIN, 0), max(top - MARGIN, 0),
                          min(right + MARGIN, canvas.width), min(bottom + MARGIN, canvas.height)))
-    height = round(graph.height * WIDTH / graph.width)
-    return graph.resize((WIDTH, height), Image.Resampling.LANCZOS)
+    return ImageOps.pad(graph, SIZE, method=Image.Resampling.LANCZOS, color=canvas.getpixel((0, 0)))
 
 
 def main(argv: list[str]) -> int:

@@ -94,9 +94,13 @@ def layouts():
 
 def test_there_are_the_promised_workflows():
     names = {p.stem for p in WORKFLOWS}
-    assert names == {"hyperlora_one_photo_portrait", "hyperlora_several_photos", "hyperlora_save_lora",
-                     "hyperlora_blend_identities", "hyperlora_strength_sweep_likeness", "hyperlora_face_swap",
-                     "hyperlora_face_detailer", "hyperlora_two_people", "hyperlora_identity_after_composition"}
+    assert names == {
+        "HyperLoRA - one photo to a portrait", "HyperLoRA - several photos of one person",
+        "HyperLoRA - save the LoRA and the identity", "HyperLoRA - blend two identities",
+        "HyperLoRA - strength sweep with likeness scores", "HyperLoRA - face swap into a photo",
+        "HyperLoRA - face detailer", "HyperLoRA - two people side by side",
+        "HyperLoRA - identity after the composition",
+    }
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -212,3 +216,19 @@ def test_workflow_names_the_pack_and_links_its_models(path):
                 assert link["url"].startswith("https://huggingface.co/") and link["directory"], link
         if node["type"] == "CLIPVisionLoader":
             assert node["widgets_values"] == [CLIP_VISION_NAME]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_has_a_thumbnail_for_the_template_browser(path):
+    """The editor's template browser shows `<name>.jpg` beside `<name>.json` (a grey box without it) and
+    the file name as the title (scripts/workflow_thumbnails.py makes the pictures from the editor tier's
+    screenshots)."""
+    from PIL import Image
+
+    thumb = path.with_suffix(".jpg")
+    assert thumb.is_file(), f"{thumb.name} is missing: run scripts/workflow_thumbnails.py"
+    with Image.open(thumb) as image:
+        assert (image.format, image.size) == ("JPEG", (768, 576))
+        low, high = image.convert("L").getextrema()
+        assert high - low > 60, "the thumbnail is blank"
+    assert path.stem.startswith("HyperLoRA - "), "the file name is the title the browser shows"

@@ -8,8 +8,8 @@ import json
 
 from hls_comfy import PACK_DIR_NAME, ROOT, execution_error, to_api
 
-FACE_SWAP = ROOT / "workflows" / "hyperlora_face_swap.json"
-DETAILER = ROOT / "workflows" / "hyperlora_face_detailer.json"
+FACE_SWAP = ROOT / "workflows" / "HyperLoRA - face swap into a photo.json"
+DETAILER = ROOT / "workflows" / "HyperLoRA - face detailer.json"
 PROBE = "900"
 
 

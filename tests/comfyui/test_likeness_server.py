@@ -7,7 +7,7 @@ import json
 
 from hls_comfy import ROOT, execution_error, to_api
 
-SWEEP = ROOT / "workflows" / "hyperlora_strength_sweep_likeness.json"
+SWEEP = ROOT / "workflows" / "HyperLoRA - strength sweep with likeness scores.json"
 
 
 def _faces_and_identity(photo: str = "person.jpg") -> dict:
