@@ -18,23 +18,12 @@ from hyperlora_core.grid import BACKGROUND, GAP, MISSING_TEXT, labelled_grid
 from hyperlora_core.likeness import check_labels, mean_similarity, reference_embedding, score_images, summary
 from test_nodes import FakeClipVision, face_models, fake_comfy, nodes, pack, tiny_antelopev2  # noqa: F401
 from test_train import face_config, face_data  # noqa: F401
-from tiny_face_models import draw_face, make_tiny_antelopev2
+from tiny_face_models import make_tiny_antelopev2, marked_picture
 
 
 @pytest.fixture(scope="module")
 def analyzer(tmp_path_factory) -> FaceAnalyzer:
     return FaceAnalyzer(make_tiny_antelopev2(tmp_path_factory.mktemp("faces") / "antelopev2"), provider="CPU")
-
-
-def picture(seed: int, faces=(((90, 110, 200, 240), 0),), size=(320, 288)) -> np.ndarray:
-    """Noise below the marker colours, with face markers whose inside differs by ``seed``."""
-    rng = np.random.default_rng(seed)
-    rgb = (rng.random((*size, 3)) * 120).astype(np.uint8)
-    for box, slot in faces:
-        draw_face(rgb, box, slot=slot, ring=6)
-        x0, y0, x1, y1 = box
-        rgb[y0 + 6:y1 - 6, x0 + 6:x1 - 6] = rng.integers(0, 200, (y1 - y0 - 12, x1 - x0 - 12, 3), dtype=np.uint8)
-    return rgb
 
 
 def identity_of(analyzer, *photos, weights=None) -> IdentityFeatures:
@@ -50,7 +39,7 @@ def cos(a, b) -> float:
 # -- the core -----------------------------------------------------------------------------------
 
 def test_a_face_scored_against_itself_is_one_and_another_face_lower(analyzer):
-    me, other = picture(1), picture(2)
+    me, other = marked_picture(1), marked_picture(2)
     same, different = score_images(analyzer, [me, other], identity_of(analyzer, me))
     assert same.similarity == pytest.approx(1.0, abs=1e-6)
     assert different.similarity < same.similarity - 1e-4
@@ -61,7 +50,7 @@ def test_a_face_scored_against_itself_is_one_and_another_face_lower(analyzer):
 
 
 def test_the_reference_is_the_weighted_mean_of_the_identitys_photos_normalised(analyzer):
-    a, b, probe = picture(3), picture(4), picture(5)
+    a, b, probe = marked_picture(3), marked_picture(4), marked_picture(5)
     embeddings = [r.arcface_embedding.astype(np.float64) for r in analyzer.analyze([a, b])]
     identity = identity_of(analyzer, a, b, weights=torch.tensor([3.0, 1.0]))
     expected = 0.75 * embeddings[0] / np.linalg.norm(embeddings[0]) + 0.25 * embeddings[1] / np.linalg.norm(embeddings[1])
@@ -74,8 +63,8 @@ def test_the_reference_is_the_weighted_mean_of_the_identitys_photos_normalised(a
 
 def test_a_picture_without_a_face_is_missing_not_zero(analyzer):
     blank = np.full((300, 300, 3), 90, np.uint8)
-    tiny = picture(6, faces=(), size=(40, 40))  # too small for any face
-    me = picture(1)
+    tiny = marked_picture(6, faces=(), size=(40, 40))  # too small for any face
+    me = marked_picture(1)
     scores = score_images(analyzer, [me, blank, tiny], identity_of(analyzer, me), labels=["me", "wall", "thumb"])
     assert [s.missing for s in scores] == [False, True, True]
     assert scores[1].similarity is None and scores[1].n_faces == 0 and scores[1].face_index is None
@@ -87,8 +76,8 @@ def test_a_picture_without_a_face_is_missing_not_zero(analyzer):
 
 
 def test_face_choice_picks_the_face_that_is_measured(analyzer):
-    me = picture(1)
-    group = picture(7, size=(320, 420), faces=(((20, 100, 120, 220), 1), ((200, 80, 390, 260), 0)))
+    me = marked_picture(1)
+    group = marked_picture(7, size=(320, 420), faces=(((20, 100, 120, 220), 1), ((200, 80, 390, 260), 0)))
     reference = identity_of(analyzer, me)
     by_choice = {c: score_images(analyzer, [group], reference, choice=c)[0] for c in ("largest", 0, 1, "most_confident")}
     assert by_choice["largest"].face_index == 1 and by_choice[0].face_index == 0
@@ -145,7 +134,7 @@ def _identity_node(pack, rgb):
 
 
 def test_likeness_node_scores_a_sweep_and_labels_the_grid(pack, fake_comfy, face_models):  # noqa: F811
-    me, other, blank = picture(1), picture(2), np.full((320, 288, 3), 90, np.uint8)
+    me, other, blank = marked_picture(1), marked_picture(2), np.full((320, 288, 3), 90, np.uint8)
     faces, identity = _identity_node(pack, me)
     strengths, labels = nodes(pack)["HLS_StrengthSweep"]().sweep(0.5, 1.0, 3)
     assert strengths == [0.5, 0.75, 1.0] and labels == ["strength 0.50", "strength 0.75", "strength 1.00"]
@@ -168,7 +157,7 @@ def test_likeness_node_scores_a_sweep_and_labels_the_grid(pack, fake_comfy, face
 
 
 def test_likeness_node_needs_one_person_and_a_label_per_picture(pack, fake_comfy, face_models):  # noqa: F811
-    me = picture(1)
+    me = marked_picture(1)
     faces, identity = _identity_node(pack, me)
     node = nodes(pack)["HLS_Likeness"]()
     common = ([_image(me)], ["antelopev2"], ["CPU"], ["largest"], [0])

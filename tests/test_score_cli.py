@@ -13,18 +13,11 @@ from PIL import Image
 
 from hyperlora_core import IdentityFeatures, cli
 from hyperlora_core.face import FaceAnalyzer
-from tiny_face_models import draw_face, make_tiny_antelopev2
+from tiny_face_models import make_tiny_antelopev2, marked_picture
 
 
 def _picture(path: Path, seed: int, faces=(((70, 80, 180, 210), 0),), size=(300, 260)) -> Path:
-    """Noise below the marker colours with face markers; what is inside a marker differs by ``seed``."""
-    rng = np.random.default_rng(seed)
-    image = (rng.random((*size, 3)) * 200).astype(np.uint8)
-    for box, slot in faces:
-        draw_face(image, box, slot=slot, ring=6)
-        x0, y0, x1, y1 = box
-        image[y0 + 6:y1 - 6, x0 + 6:x1 - 6] = rng.integers(0, 200, (y1 - y0 - 12, x1 - x0 - 12, 3), dtype=np.uint8)
-    Image.fromarray(image).save(path)
+    Image.fromarray(marked_picture(seed, faces, size, noise=200)).save(path)
     return path
 
 

@@ -246,3 +246,15 @@ def make_tiny_antelopev2(folder: Path, decoys: bool = True) -> Path:
         for name in ("1k3d68.onnx", "genderage.onnx"):
             (folder / name).write_bytes(b"not an onnx model: never load me")
     return folder
+
+
+def marked_picture(seed: int, faces=(((90, 110, 200, 240), 0),), size=(320, 288), noise: int = 120) -> np.ndarray:
+    """Noise below the marker colours (values under ``noise``) with face markers of ``faces``
+    ((box, slot) pairs) whose inside differs by ``seed``: the same person for the same seed."""
+    rng = np.random.default_rng(seed)
+    rgb = (rng.random((*size, 3)) * noise).astype(np.uint8)
+    for box, slot in faces:
+        draw_face(rgb, box, slot=slot, ring=6)
+        x0, y0, x1, y1 = box
+        rgb[y0 + 6:y1 - 6, x0 + 6:x1 - 6] = rng.integers(0, 200, (y1 - y0 - 12, x1 - x0 - 12, 3), dtype=np.uint8)
+    return rgb

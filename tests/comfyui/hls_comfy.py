@@ -23,6 +23,18 @@ def stop_process(process: subprocess.Popen, timeout: float) -> None:
         process.wait()
 
 
+def faces_and_identity(photo: str = "person.jpg") -> dict:
+    """photo -> faces -> identity in API format (ids 1..4), with the tiny CLIP vision model."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": photo}},
+        "2": {"class_type": "HLS_LoadFaces", "inputs": {
+            "images": ["1", 0], "face_model": "antelopev2", "provider": "CPU", "face_choice": "largest",
+            "remove_background": True, "greyscale": False, "if_no_face": "error"}},
+        "3": {"class_type": "HLSTest_TinyCLIPVision", "inputs": {"seed": 0}},
+        "4": {"class_type": "HLS_IDEmbedding", "inputs": {"faces": ["2", 0], "clip_vision": ["3", 0]}},
+    }
+
+
 # -- UI workflow -> API prompt -------------------------------------------------------------------
 
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}

@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import json
 
-from hls_comfy import ROOT, execution_error, to_api
+from hls_comfy import ROOT, execution_error, faces_and_identity, to_api
 
 SWEEP = ROOT / "workflows" / "HyperLoRA - strength sweep with likeness scores.json"
-
-
-def _faces_and_identity(photo: str = "person.jpg") -> dict:
-    return {
-        "1": {"class_type": "LoadImage", "inputs": {"image": photo}},
-        "2": {"class_type": "HLS_LoadFaces", "inputs": {
-            "images": ["1", 0], "face_model": "antelopev2", "provider": "CPU", "face_choice": "largest",
-            "remove_background": True, "greyscale": False, "if_no_face": "error"}},
-        "3": {"class_type": "HLSTest_TinyCLIPVision", "inputs": {"seed": 0}},
-        "4": {"class_type": "HLS_IDEmbedding", "inputs": {"faces": ["2", 0], "clip_vision": ["3", 0]}},
-    }
 
 
 def test_likeness_nodes_are_listed(object_info):
@@ -29,7 +18,7 @@ def test_likeness_nodes_are_listed(object_info):
 
 
 def test_likeness_of_the_persons_photo_is_one_another_lower_and_no_face_missing(server):
-    prompt = _faces_and_identity()
+    prompt = faces_and_identity()
     prompt.update({
         "5": {"class_type": "LoadImage", "inputs": {"image": "person_3.jpg"}},
         "6": {"class_type": "LoadImage", "inputs": {"image": "no_face.png"}},
@@ -55,7 +44,7 @@ def test_likeness_of_the_persons_photo_is_one_another_lower_and_no_face_missing(
 
 
 def test_likeness_error_names_the_labels_input(server):
-    prompt = _faces_and_identity()
+    prompt = faces_and_identity()
     prompt["9"] = {"class_type": "HLS_Likeness", "inputs": {
         "images": ["1", 0], "face_model": "antelopev2", "provider": "CPU", "face_choice": "largest",
         "columns": 0, "identity": ["4", 0], "labels": "one\ntwo"}}

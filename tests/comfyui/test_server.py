@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hls_comfy import CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, execution_error, to_api
+from hls_comfy import CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, execution_error, faces_and_identity, to_api
 
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 OUR_NODES = {
@@ -80,12 +80,7 @@ def test_shipped_workflow_runs(server, object_info, path):
 def _chain(photo: str = "person.jpg") -> dict:
     """photo -> faces -> identity -> LoRA, in API format (ids 1..6)."""
     return {
-        "1": {"class_type": "LoadImage", "inputs": {"image": photo}},
-        "2": {"class_type": "HLS_LoadFaces", "inputs": {
-            "images": ["1", 0], "face_model": "antelopev2", "provider": "CPU", "face_choice": "largest",
-            "remove_background": True, "greyscale": False, "if_no_face": "error"}},
-        "3": {"class_type": "HLSTest_TinyCLIPVision", "inputs": {"seed": 0}},
-        "4": {"class_type": "HLS_IDEmbedding", "inputs": {"faces": ["2", 0], "clip_vision": ["3", 0]}},
+        **faces_and_identity(photo),
         "5": {"class_type": "HLS_LoadHyperLoRA", "inputs": {"hyperlora_name": CHECKPOINT_NAME, "dtype": "auto",
                                                              "device": "auto"}},
         "6": {"class_type": "HLS_GenerateLoRA", "inputs": {"hyperlora": ["5", 0], "identity": ["4", 0]}},
