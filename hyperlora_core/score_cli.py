@@ -9,7 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli import EXIT_OK, PROG, UsageError, _add_common, _expand_photos, _out
+from .cli import EXIT_OK, PROG, UsageError, _add_common, _out
+from .generate_cli import _expand_photos
 from .errors import HyperLoRAError, InputError
 
 
