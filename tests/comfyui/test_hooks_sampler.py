@@ -211,8 +211,12 @@ def test_outside_every_region_draws_the_base_model_or_identity_one(comfy, pack, 
     only_a = sample(comfy, model, *whole_picture(comfy, pos, neg, a))
     only_b = sample(comfy, model, *whole_picture(comfy, pos, neg, b))
     gap = slice(4, 12)
-    torch.testing.assert_close(base_gap[..., gap], plain[..., gap], rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(a_gap[..., gap], only_a[..., gap], rtol=1e-4, atol=1e-4)
+    # Float32 noise of predictions batched in other groups, relative to the largest value (about 360
+    # here; 3e-4 apart at both torch 2.9 and 2.14), not to each element, some of which are near 0.
+    atol = 2e-6 * float(only_a.abs().max())
+    assert float((only_a - plain)[..., gap].abs().max()) > 100 * atol  # an identity is far outside it
+    torch.testing.assert_close(base_gap[..., gap], plain[..., gap], rtol=1e-4, atol=atol)
+    torch.testing.assert_close(a_gap[..., gap], only_a[..., gap], rtol=1e-4, atol=atol)
     for out in (base_gap, a_gap):
-        torch.testing.assert_close(out[..., :4], only_a[..., :4], rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(out[..., 12:], only_b[..., 12:], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(out[..., :4], only_a[..., :4], rtol=1e-4, atol=atol)
+        torch.testing.assert_close(out[..., 12:], only_b[..., 12:], rtol=1e-4, atol=atol)
