@@ -9,14 +9,14 @@ Runs in this process with ComfyUI on sys.path (CPU), next to the server tests.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
 import numpy as np
 import pytest
 import torch
-from hls_comfy import COMFYUI_DIR, ROOT
+from hls_comfy import COMFYUI_DIR
+from pack import load_pack
 
 CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, image_size=224,
               patch_size=14, projection_dim=32, hidden_act="quick_gelu", layer_norm_eps=1e-5, num_channels=3)
@@ -35,10 +35,7 @@ def comfy_clip_vision():
 @pytest.fixture(scope="module")
 def identity_module():
     name = "hyperlora_studio_clip_test"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    load_pack(name)
     return sys.modules[f"{name}.nodes.identity"]
 
 

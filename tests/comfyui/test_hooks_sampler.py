@@ -12,12 +12,12 @@ so comparing output latents compares predictions pixel by pixel.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pytest
 import torch
 from hls_comfy import COMFYUI_DIR, ROOT, TEST_PACK
+from pack import load_pack
 
 LATENT = (1, 4, 16, 16)  # a 128 x 128 picture
 CFG = 3.0
@@ -36,24 +36,14 @@ def comfy():
     return comfy
 
 
-def _load(name: str, path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path / "__init__.py", submodule_search_locations=[str(path)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def pack(comfy):
-    return _load("hyperlora_studio_hooks_test", ROOT)
+    return load_pack("hyperlora_studio_hooks_test", ROOT)
 
 
 @pytest.fixture(scope="module")
 def test_pack(comfy):
-    return _load("hls_test_pack_hooks_test", TEST_PACK)
+    return load_pack("hls_test_pack_hooks_test", TEST_PACK)
 
 
 @pytest.fixture(scope="module")
