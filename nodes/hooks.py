@@ -13,7 +13,7 @@ import re
 
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.regions import identity_keyframes
-from .lora import LORA_MODEL, check_sdxl, describe_model, lora_layers
+from .lora import LORA_MODEL, check_layers_land, check_sdxl, lora_layers
 from .utils import CATEGORY, comfy_module
 
 log = logging.getLogger(__name__)
@@ -39,18 +39,6 @@ def check_hyperlora_lora(lora, what: str) -> list[str]:
             f"attention layers (e.g. {foreign[0]}). Connect 'Generate HyperLoRA'; for any other LoRA file "
             "use the core 'Create Hook LoRA' node.")
     return layers
-
-
-def check_layers_land(model, layers: list[str], what: str) -> None:
-    """Every layer must find its weight in the MODEL: ComfyUI's hooks skip missing ones silently."""
-    comfy_lora = comfy_module("comfy.lora")
-    key_map = comfy_lora.model_lora_keys_unet(model.model, {})
-    missing = [layer for layer in layers if layer not in key_map]
-    if missing:
-        raise HyperLoRAError(
-            f"{len(missing)} of the {len(layers)} layers of the {what} have no matching layer in this MODEL "
-            f"({describe_model(model)}), e.g. {missing[0]}. HyperLoRA v1 needs the full SDXL UNet; "
-            "distilled SDXL variants (SSD-1B, Vega, KOALA) lack some attention layers.")
 
 
 def keyframe_group(frames: list[tuple[float, float]]):

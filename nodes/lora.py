@@ -84,18 +84,25 @@ def check_sdxl(model) -> None:
         )
 
 
-def add_lora_patches(patched, lora: dict, strength: float, what: str) -> int:
-    """Patch `patched` (a ModelPatcher clone) with the LoRA; every layer must land, or nothing is patched."""
-    comfy_lora = comfy_module("comfy.lora")
-    key_map = comfy_lora.model_lora_keys_unet(patched.model, {})
-    layers = lora_layers(lora)
+def check_layers_land(model, layers: list[str], what: str) -> dict[str, str]:
+    """ComfyUI's LoRA key map of the MODEL; every layer must find its weight in it (ComfyUI itself
+    skips missing layers, with only a log line for a LoRA and silently for a hook)."""
+    key_map = comfy_module("comfy.lora").model_lora_keys_unet(model.model, {})
     missing = [layer for layer in layers if layer not in key_map]
     if missing:
         raise HyperLoRAError(
             f"{len(missing)} of the {len(layers)} layers of the {what} have no matching layer in this MODEL "
-            f"({describe_model(patched)}), e.g. {missing[0]}. HyperLoRA v1 needs the full SDXL UNet; "
+            f"({describe_model(model)}), e.g. {missing[0]}. HyperLoRA v1 needs the full SDXL UNet; "
             "distilled SDXL variants (SSD-1B, Vega, KOALA) lack some attention layers."
         )
+    return key_map
+
+
+def add_lora_patches(patched, lora: dict, strength: float, what: str) -> int:
+    """Patch `patched` (a ModelPatcher clone) with the LoRA; every layer must land, or nothing is patched."""
+    comfy_lora = comfy_module("comfy.lora")
+    layers = lora_layers(lora)
+    key_map = check_layers_land(patched, layers, what)
     loaded = comfy_lora.load_lora(lora, {layer: key_map[layer] for layer in layers}, log_missing=True)
     expected = {key_map[layer] for layer in layers}
     if set(loaded) != expected:
