@@ -158,8 +158,8 @@ def score_images(analyzer, images: Any, reference: Any, choice: str | int = "lar
     labels = check_labels(labels, len(pictures))
     scores = []
     for index, (rgb, label) in enumerate(zip(pictures, labels)):
-        # The embedding as Load Faces computes it; the crop options do not change it.
-        face = analyzer.analyze_photo(rgb, index, choice, remove_background=False)
+        # The embedding as Load Faces computes it; the crops, which do not change it, are not made.
+        face = analyzer.analyze_photo(rgb, index, choice, crops=False)
         if face is None:
             logger.info("Likeness: no face in %s; reported as missing.", label)
             scores.append(Likeness(index, label, None))

@@ -56,11 +56,12 @@ class FaceResult:
     landmark_box: tuple[float, float, float]  # (cx, cy, l) of spec section 8
     # uint8 RGB, the square (cx-l, cy-l, cx+l, cy+l) before CLIP resizing; PIL rounds each edge
     # (as the reference does), so width and height may differ by one pixel.
-    clip_crop: np.ndarray
+    # None (here, in base_crop and in preview) when analysed with crops=False: only the embedding wanted.
+    clip_crop: np.ndarray | None
     # uint8 RGB, Base-LoRA input before CLIP resizing: face blurred out, landmark square clamped to the photo
-    base_crop: np.ndarray
+    base_crop: np.ndarray | None
     arcface_embedding: np.ndarray  # (512,) float32, L2-normalised (normed_embedding)
-    preview: np.ndarray = field(repr=False)  # uint8 (512, 1536, 3): photo marked up | CLIP | Base
+    preview: np.ndarray | None = field(repr=False)  # uint8 (512, 1536, 3): photo marked up | CLIP | Base
     detection: Detection | None = field(default=None, repr=False)
     arcface_redetected: bool = True  # False: re-detection in the ArcFace crop failed
 
@@ -160,8 +161,10 @@ class FaceAnalyzer:
         remove_background: bool = True,
         grey: bool = False,
         crop_base: bool = True,
+        crops: bool = True,
     ) -> FaceResult | None:
-        """The chosen face of one RGB uint8 photo, or None when it has no face."""
+        """The chosen face of one RGB uint8 photo, or None when it has no face. ``crops=False``: only
+        the face and its ArcFace embedding (likeness), without the CLIP and Base-LoRA crops and the preview."""
         detection = self.detect(rgb)
         if not len(detection):
             return None
@@ -182,8 +185,8 @@ class FaceAnalyzer:
         landmarks = self.landmarks(rgb, detection, row)
         photo = Image.fromarray(rgb)
         square = landmark_box(landmarks)
-        clip = clip_crop(photo, landmarks, remove_background, grey)
-        base = base_crop(photo, landmarks, crop_base)
+        clip = clip_crop(photo, landmarks, remove_background, grey) if crops else None
+        base = base_crop(photo, landmarks, crop_base) if crops else None
         embedding, redetected = self._arcface(photo, box, keypoints, square)
         return FaceResult(
             index=index,
@@ -196,7 +199,7 @@ class FaceAnalyzer:
             clip_crop=clip,
             base_crop=base,
             arcface_embedding=embedding,
-            preview=make_preview(rgb, detection, row, landmarks, clip, base),
+            preview=make_preview(rgb, detection, row, landmarks, clip, base) if crops else None,
             detection=detection,
             arcface_redetected=redetected,
         )
