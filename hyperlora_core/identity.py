@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
@@ -29,6 +30,25 @@ log = logging.getLogger(__name__)
 RESAVE = "Save the identity again from its photos with 'Save HyperLoRA Identity' (or --save-identity)."
 
 FORMAT = "hyperlora-identity/1"
+
+
+def photo_weights(weights, count: int) -> torch.Tensor:
+    """Per-photo weights as float32 (count,) summing to 1 (equal when None); anything else is refused."""
+    if weights is None:
+        return torch.full((count,), 1.0 / count)
+    try:
+        if isinstance(weights, (str, bytes)):
+            raise TypeError
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64) if not isinstance(weights, torch.Tensor)
+                            else weights, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"weights must be numbers, one per photo (a list, array or tensor such as [1.0, 0.5]), "
+                         f"got {type(weights).__name__} {str(weights)[:40]!r}.") from None
+    if w.numel() != count:
+        raise InputError(f"weights has {w.numel()} entries for {count} photos: give one weight per photo.")
+    if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise InputError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}.")
+    return (w / w.sum()).float()
 
 
 @dataclass
@@ -52,18 +72,7 @@ class IdentityFeatures:
             t = getattr(self, name)
             if t is not None and tuple(t.shape) != (n, CLIP_TOKENS, CLIP_WIDTH):
                 raise InputError(f"An identity's {name} must have shape ({n}, {CLIP_TOKENS}, {CLIP_WIDTH}), got {list(t.shape)}.")
-        if self.weights is None:
-            self.weights = torch.full((n,), 1.0 / n)
-        try:
-            if isinstance(self.weights, (str, bytes)):
-                raise TypeError
-            self.weights = torch.as_tensor(self.weights, dtype=torch.float32).flatten()
-        except (TypeError, ValueError, RuntimeError):
-            raise InputError(f"An identity's weights must be numbers, one per photo, got "
-                             f"{type(self.weights).__name__} {str(self.weights)[:40]!r}.") from None
-        if self.weights.numel() != n or (self.weights < 0).any() or self.weights.sum() <= 0:
-            raise InputError(f"An identity needs {n} non-negative weights, not all zero; got {self.weights.tolist()}.")
-        self.weights = self.weights / self.weights.sum()
+        self.weights = photo_weights(self.weights, n)
         if not self.sources:
             self.sources = [f"photo {i}" for i in range(n)]
 

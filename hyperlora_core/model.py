@@ -30,6 +30,7 @@ from .constants import (
 )
 from .errors import CheckpointError, HyperLoRAError, InputError
 from .hypernet import IDProjector, Resampler
+from .identity import photo_weights
 from .finite import check_module_finite
 from .lora import BasisBank, NonFiniteLoRA
 
@@ -83,24 +84,6 @@ def _features(value, name: str, tail: tuple[int, ...], what: str) -> torch.Tenso
     if not torch.isfinite(value).all():
         raise InputError(f"{name} contains NaN or infinite values; recompute the features from the photos.")
     return value
-
-
-def _photo_weights(weights, count: int) -> torch.Tensor:
-    if weights is None:
-        return torch.full((count,), 1.0 / count)
-    try:
-        if isinstance(weights, (str, bytes)):
-            raise TypeError
-        w = torch.as_tensor(np.asarray(weights, dtype=np.float64) if not isinstance(weights, torch.Tensor)
-                            else weights, dtype=torch.float64).flatten()
-    except (TypeError, ValueError, RuntimeError):
-        raise InputError(f"weights must be numbers, one per photo (a list, array or tensor such as [1.0, 0.5]), "
-                         f"got {type(weights).__name__} {str(weights)[:40]!r}.") from None
-    if w.numel() != count:
-        raise InputError(f"weights has {w.numel()} entries for {count} photos: give one weight per photo.")
-    if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise InputError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}.")
-    return (w / w.sum()).float()
 
 
 def normalise_coefficients(per_photo: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -245,7 +228,7 @@ class HyperLoRA(nn.Module):
                 f"arcface_embeds must be L2-normalised (norm 1), found norms {[round(n, 3) for n in norms.tolist()]}; "
                 "use insightface's normed_embedding or divide each embedding by its norm."
             )
-        w = _photo_weights(weights, arcface.shape[0])
+        w = photo_weights(weights, arcface.shape[0])
         cdt = self.compute_dtype
         ids = self.id_projector(arcface.to(self.device, cdt))
         per_photo = self.resampler(ids, clip.to(self.device, cdt))
@@ -256,7 +239,7 @@ class HyperLoRA(nn.Module):
         """CLIP tokens of N face-blurred photos -> the normalised Base-LoRA coefficients (Q, K)."""
         self._require_base()
         clip = self._clip(clip_tokens, self.base_resampler.in_dims[0])
-        w = _photo_weights(weights, clip.shape[0])
+        w = photo_weights(weights, clip.shape[0])
         per_photo = self.base_resampler(clip.to(self.device, self.compute_dtype))
         return self._finite(normalise_coefficients(per_photo.float(), w.to(self.device)), clip, "base clip_tokens")
 
