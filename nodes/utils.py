@@ -17,6 +17,7 @@ import torch
 
 from ..hyperlora_core.atomic import MAX_NAME_BYTES, write_error
 from ..hyperlora_core.errors import HyperLoRAError
+from ..hyperlora_core.images import float_to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,7 @@ def images_to_uint8(image: torch.Tensor) -> list[np.ndarray]:
     reference converts them (x * 255 in float32, cast; spec section 8)."""
     if not isinstance(image, torch.Tensor) or image.dim() != 4:
         raise HyperLoRAError(f"Expected an IMAGE batch (B, H, W, C), got {getattr(image, 'shape', type(image))}.")
-    arr = image[..., :3].detach().cpu().float().clamp(0, 1).mul(255).to(torch.uint8).numpy()
+    arr = float_to_uint8(image[..., :3].detach().cpu().float().numpy())
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return [np.ascontiguousarray(a) for a in arr]
