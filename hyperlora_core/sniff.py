@@ -9,7 +9,6 @@ says which of these it is, that the file was not loaded, and where the right one
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 import struct
@@ -98,14 +97,6 @@ def file_problem(path: str | os.PathLike) -> str | None:
     except OSError as exc:
         return read_problem(Path(path), exc) or f"cannot be read ({exc.strerror or exc})"
     return describe_start(head, size)
-
-
-def header_dtypes(path: str | os.PathLike) -> dict[str, str]:
-    """Each tensor's stored dtype code (F16, I8, ...) from the header, without reading any data."""
-    with open(path, "rb") as handle:
-        (size,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(size))
-    return {k: v.get("dtype", "?") for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
 
 
 def unsupported_dtype(dtypes: dict[str, str]) -> tuple[str, str] | None:
