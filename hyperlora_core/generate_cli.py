@@ -135,13 +135,15 @@ class _Models:
     faces: Path | None
 
 
-def _check_new_file(path: Path, option: str) -> Path:
-    """A file to write: new, in a folder that exists and takes files (checked before any work)."""
+def _check_new_file(path: Path, option: str, suffixes: Sequence[str] = (".safetensors",)) -> Path:
+    """A file to write: new, with one of ``suffixes``, in a folder that exists and takes files
+    (checked before any work)."""
     import tempfile
 
     path = path.expanduser()
-    if path.suffix.lower() != ".safetensors":
-        raise UsageError(f"{option} {path} must end in .safetensors")
+    if path.suffix.lower() not in suffixes:
+        names = ", ".join(suffixes[:-1]) + " or " + suffixes[-1] if len(suffixes) > 1 else suffixes[0]
+        raise UsageError(f"{option} {path} must end in {names}")
     if path.exists():
         raise HyperLoRAError(f"{path} already exists and will not be overwritten; choose another name for {option}")
     if path.parent.exists() and not path.parent.is_dir():

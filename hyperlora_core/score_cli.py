@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 
 from .cli import EXIT_OK, PROG, UsageError, _add_common, _out
-from .generate_cli import _expand_photos
-from .errors import HyperLoRAError, InputError
+from .generate_cli import _check_new_file, _expand_photos
+from .errors import InputError
+
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def add_score_parser(sub) -> None:
@@ -63,25 +65,12 @@ def _face_folder(args: argparse.Namespace) -> Path:
     return models_dir / "insightface"  # FaceAnalyzer finds models/antelopev2 below it, or says what is missing
 
 
-def _check_grid(path: Path | None) -> Path | None:
-    if path is None:
-        return None
-    path = path.expanduser()
-    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UsageError(f"--grid {path} must end in .png, .jpg or .webp")
-    if path.exists():
-        raise HyperLoRAError(f"{path} already exists and will not be overwritten; choose another name for --grid")
-    if not path.parent.is_dir():
-        raise HyperLoRAError(f"the folder of --grid {path} does not exist: {path.parent}")
-    return path
-
-
 def run_score(args: argparse.Namespace) -> int:
     from .face import FaceAnalyzer, check_choice
     from .likeness import mean_similarity, photo_embeddings, reference_embedding, score_images, table
 
     choice, photo_choice = check_choice(args.face), check_choice(args.photo_face)
-    grid_path = _check_grid(args.grid)
+    grid_path = _check_new_file(args.grid, "--grid", GRID_SUFFIXES) if args.grid is not None else None
     face_folder = _face_folder(args)
     images = _expand_photos(args.images)
     photos = _expand_photos(args.photos) if args.photos is not None else []
