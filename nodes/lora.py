@@ -9,9 +9,10 @@ import torch
 from ..hyperlora_core import IdentityFeatures, TRIGGER_WORDS, lora_metadata, save_lora
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.finite import check_lora_finite
+from .comfy_v3 import io, ui
 from .identity import HYPERLORA_IDENTITY
 from .loaders import HYPERLORA_MODEL, LoadedHyperLoRA
-from .utils import CATEGORY, comfy_module, require_input, save_in_output
+from .utils import CATEGORY, comfy_module, require_input, save_in_output, saved_text
 
 log = logging.getLogger(__name__)
 
@@ -120,33 +121,51 @@ def add_lora_patches(patched, lora: dict, strength: float, what: str) -> int:
     return len(applied)
 
 
-class GenerateLoRA:
-    DESCRIPTION = (
-        "Runs HyperLoRA on an identity and outputs the ID-LoRA (and the Base-LoRA when the checkpoint has "
-        "Base-LoRA weights; the released v1 variants have none and their ID-LoRA already carries it). "
-        "The outputs are ComfyUI LORA_MODEL values: use them with 'Apply HyperLoRA', the core "
-        f"'Load LoRA Model' or 'Save HyperLoRA'. {USAGE}"
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "generate"
-    RETURN_TYPES = (LORA_MODEL, LORA_MODEL)
-    RETURN_NAMES = ("id_lora", "base_lora")
-    OUTPUT_TOOLTIPS = (
-        "The ID-LoRA for SDXL (kohya format, rank 8, 560 layers for v1).",
-        "The Base-LoRA, or an empty LoRA that changes nothing when the checkpoint has no Base-LoRA weights.",
-    )
+LoraModel = io.LoraModel
+HyperLoRAModel = io.Custom(HYPERLORA_MODEL)
+Identity = io.Custom(HYPERLORA_IDENTITY)
+
+
+def generate_summary(id_lora: GeneratedLoRA, base: GeneratedLoRA, identity: IdentityFeatures,
+                     network_name: str) -> str:
+    """What 'Generate HyperLoRA' shows on itself: the photos used and the layers made."""
+    photos = f"{identity.num_photos} photo" + ("s" if identity.num_photos != 1 else "")
+    sources = ", ".join(identity.sources) if getattr(identity, "sources", None) else ""
+    lines = [f"ID-LoRA: {len(lora_layers(id_lora))} layers from {photos}" + (f" ({sources})" if sources else ""),
+             f"Base-LoRA: {len(lora_layers(base))} layers" if base else "Base-LoRA: none (no Base-LoRA weights)",
+             f"network: {network_name}"]
+    return "\n".join(lines)
+
+
+class GenerateLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_GenerateLoRA",
+            display_name="Generate HyperLoRA",
+            category=CATEGORY,
+            description=(
+                "Runs HyperLoRA on an identity and outputs the ID-LoRA (and the Base-LoRA when the checkpoint has "
+                "Base-LoRA weights; the released v1 variants have none and their ID-LoRA already carries it). "
+                "The outputs are ComfyUI LORA_MODEL values: use them with 'Apply HyperLoRA', the core "
+                f"'Load LoRA Model' or 'Save HyperLoRA'. It shows the photos used and the layers made. {USAGE}"
+            ),
+            inputs=[
+                HyperLoRAModel.Input("hyperlora", tooltip="The network from 'Load HyperLoRA'."),
+                Identity.Input("identity", tooltip="The person, from 'HyperLoRA ID Embedding', 'Blend' or "
+                                                   "'Load Identity'."),
+            ],
+            outputs=[
+                LoraModel.Output("id_lora", display_name="id_lora",
+                                 tooltip="The ID-LoRA for SDXL (kohya format, rank 8, 560 layers for v1)."),
+                LoraModel.Output("base_lora", display_name="base_lora",
+                                 tooltip="The Base-LoRA, or an empty LoRA that changes nothing when the checkpoint "
+                                         "has no Base-LoRA weights."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "hyperlora": (HYPERLORA_MODEL, {"tooltip": "The network from 'Load HyperLoRA'."}),
-                "identity": (HYPERLORA_IDENTITY, {
-                    "tooltip": "The person, from 'HyperLoRA ID Embedding', 'Blend' or 'Load Identity'."}),
-            }
-        }
-
-    def generate(self, hyperlora, identity):
+    def execute(cls, hyperlora, identity) -> io.NodeOutput:
         require_input(hyperlora, "hyperlora", "a HYPERLORA_MODEL", "the output of 'Load HyperLoRA'",
                       accept=lambda v: isinstance(v, LoadedHyperLoRA))
         require_input(identity, "identity", "a HYPERLORA_IDENTITY",
@@ -165,43 +184,42 @@ class GenerateLoRA:
                 base.update(network.generate_base_lora(identity.base_clip_tokens, weights))
         log.info("HyperLoRA: generated an ID-LoRA of %d layers from %d photo(s). %s",
                  len(id_lora) // 3, identity.num_photos, USAGE)
-        return (id_lora, base)
+        summary = generate_summary(id_lora, base, identity, hyperlora.name)
+        return io.NodeOutput(id_lora, base, ui=ui.PreviewText(summary))
 
 
-class ApplyLoRA:
-    DESCRIPTION = (
-        "Applies the generated LoRA to an SDXL MODEL (a patched copy; the input MODEL is not changed). "
-        "Every layer of the LoRA must find its place, and a MODEL that is not SDXL is refused with a message. "
-        f"{USAGE} CLIP skip -2 (core 'CLIP Set Last Layer' at -2) is what the release recommends."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "apply"
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The SDXL model that draws the person.",)
+class ApplyLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_ApplyLoRA",
+            display_name="Apply HyperLoRA",
+            category=CATEGORY,
+            description=(
+                "Applies the generated LoRA to an SDXL MODEL (a patched copy; the input MODEL is not changed). "
+                "Every layer of the LoRA must find its place, and a MODEL that is not SDXL is refused with a "
+                f"message. {USAGE} CLIP skip -2 (core 'CLIP Set Last Layer' at -2) is what the release recommends."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="An SDXL diffusion model (realistic fine-tunes such as "
+                                                "RealVisXL 4.0 work best)."),
+                LoraModel.Input("lora", tooltip="The ID-LoRA from 'Generate HyperLoRA'."),
+                io.Float.Input("strength", default=0.85, min=-10.0, max=10.0, step=0.01,
+                               tooltip="How strongly to modify the diffusion model: 0.75-0.9 is typical, higher "
+                                       "copies the photo more and follows the prompt less. This value can be "
+                                       "negative."),
+                LoraModel.Input("base_lora", optional=True,
+                                tooltip="The Base-LoRA from 'Generate HyperLoRA' (optional)."),
+                io.Float.Input("base_strength", optional=True, default=1.0, min=-10.0, max=10.0, step=0.01,
+                               tooltip="Strength of the Base-LoRA (background, clothes, hair), added to the "
+                                       "ID-LoRA's effect. This value can be negative."),
+            ],
+            outputs=[io.Model.Output("patched_model", display_name="model",
+                                     tooltip="The SDXL model that draws the person.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "An SDXL diffusion model (realistic fine-tunes such as "
-                                               "RealVisXL 4.0 work best)."}),
-                "lora": (LORA_MODEL, {"tooltip": "The ID-LoRA from 'Generate HyperLoRA'."}),
-                "strength": ("FLOAT", {
-                    "default": 0.85, "min": -10.0, "max": 10.0, "step": 0.01,
-                    "tooltip": "How strongly to modify the diffusion model: 0.75-0.9 is typical, higher "
-                               "copies the photo more and follows the prompt less. This value can be negative."}),
-            },
-            "optional": {
-                "base_lora": (LORA_MODEL, {"tooltip": "The Base-LoRA from 'Generate HyperLoRA' (optional)."}),
-                "base_strength": ("FLOAT", {
-                    "default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01,
-                    "tooltip": "Strength of the Base-LoRA (background, clothes, hair), added to the ID-LoRA's "
-                               "effect. This value can be negative."}),
-            },
-        }
-
-    def apply(self, model, lora, strength: float, base_lora=None, base_strength: float = 1.0):
+    def execute(cls, model, lora, strength: float, base_lora=None, base_strength: float = 1.0) -> io.NodeOutput:
         require_model(model)
         require_lora(lora)
         require_strength(strength, "strength")
@@ -221,36 +239,35 @@ class ApplyLoRA:
         if base_lora and base_strength != 0:
             count += add_lora_patches(patched, base_lora, base_strength, "Base-LoRA")
         log.info("HyperLoRA: patched %d layers of the UNet", count)
-        return (patched,)
+        return io.NodeOutput(patched)
 
 
-class SaveLoRA:
-    DESCRIPTION = (
-        "Saves the generated LoRA as a kohya .safetensors file (with its trigger words and source in the "
-        "metadata) in ComfyUI's output folder, default output/loras/. Never overwrites a file. Move or link "
-        "it into models/loras to use it with the core 'LoraLoaderModelOnly' node or other SDXL tools. "
-        f"{USAGE}"
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "save"
-    OUTPUT_NODE = True
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("filename",)
-    OUTPUT_TOOLTIPS = ("The saved file, relative to the output folder.",)
+class SaveLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_SaveLoRA",
+            display_name="Save HyperLoRA",
+            category=CATEGORY,
+            description=(
+                "Saves the generated LoRA as a kohya .safetensors file (with its trigger words and source in the "
+                "metadata) in ComfyUI's output folder, default output/loras/, and shows the file's name. Never "
+                "overwrites a file. Move or link it into models/loras to use it with the core "
+                f"'LoraLoaderModelOnly' node or other SDXL tools. {USAGE}"
+            ),
+            is_output_node=True,
+            inputs=[
+                LoraModel.Input("lora", tooltip="The LoRA from 'Generate HyperLoRA'."),
+                io.String.Input("filename_prefix", default="loras/hyperlora",
+                                tooltip="File name inside the output folder; a counter is added. It may not lead "
+                                        "outside the output folder."),
+            ],
+            outputs=[io.String.Output("filename", display_name="filename",
+                                      tooltip="The saved file, relative to the output folder.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "lora": (LORA_MODEL, {"tooltip": "The LoRA from 'Generate HyperLoRA'."}),
-                "filename_prefix": ("STRING", {
-                    "default": "loras/hyperlora",
-                    "tooltip": "File name inside the output folder; a counter is added. It may not lead "
-                               "outside the output folder."}),
-            }
-        }
-
-    def save(self, lora, filename_prefix: str):
+    def execute(cls, lora, filename_prefix: str) -> io.NodeOutput:
         require_lora(lora)
         if not lora:
             raise HyperLoRAError(
@@ -258,4 +275,5 @@ class SaveLoRA:
                 "Base-LoRA weights); connect id_lora.")
         lora_layers(lora)
         meta = lora.metadata() if isinstance(lora, GeneratedLoRA) else lora_metadata(lora)
-        return save_in_output(filename_prefix, "LoRA", lambda path: save_lora(lora, path, metadata=meta))
+        rel = save_in_output(filename_prefix, "LoRA", lambda path: save_lora(lora, path, metadata=meta))
+        return io.NodeOutput(rel, ui=ui.PreviewText(saved_text(rel)))

@@ -6,6 +6,7 @@ import logging
 
 from ..hyperlora_core import TRIGGER_WORDS
 from ..hyperlora_core.errors import HyperLoRAError
+from .comfy_v3 import io
 from .utils import CATEGORY, require_input
 
 log = logging.getLogger(__name__)
@@ -31,36 +32,39 @@ def has_trigger_words(text: str) -> bool:
     return text.strip().lower().startswith(TRIGGER.lower())
 
 
-class TriggerPrompt:
-    DESCRIPTION = (
-        f"Encodes the positive prompt with the HyperLoRA trigger words '{TRIGGER_WORDS}' at its start: "
-        "without them the generated LoRA has little effect. Use it in place of 'CLIP Text Encode' for the "
-        "positive prompt of a model patched by 'Apply HyperLoRA'."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "encode"
-    RETURN_TYPES = ("CONDITIONING", "STRING")
-    RETURN_NAMES = ("conditioning", "prompt")
-    OUTPUT_TOOLTIPS = ("The encoded positive prompt.", "The prompt as encoded, trigger words included.")
+class TriggerPrompt(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_TriggerPrompt",
+            display_name="HyperLoRA Prompt (trigger words)",
+            category=CATEGORY,
+            description=(
+                f"Encodes the positive prompt with the HyperLoRA trigger words '{TRIGGER_WORDS}' at its start: "
+                "without them the generated LoRA has little effect. Use it in place of 'CLIP Text Encode' for "
+                "the positive prompt of a model patched by 'Apply HyperLoRA'."
+            ),
+            inputs=[
+                io.Clip.Input("clip", tooltip="The SDXL text encoders (after 'CLIP Set Last Layer' -2 as the "
+                                              "release recommends)."),
+                io.String.Input("text", multiline=True, dynamic_prompts=True,
+                                default="portrait photo of a person, natural light, detailed skin",
+                                tooltip="What to draw; the trigger words are added in front of it."),
+                io.Boolean.Input("add_trigger_words", default=True,
+                                 tooltip="Put the trigger words at the start of the prompt (recommended). When "
+                                         "off, the prompt is used as written and a warning is logged if they "
+                                         "are missing."),
+            ],
+            outputs=[
+                io.Conditioning.Output("conditioning", display_name="conditioning",
+                                       tooltip="The encoded positive prompt."),
+                io.String.Output("prompt", display_name="prompt",
+                                 tooltip="The prompt as encoded, trigger words included."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "clip": ("CLIP", {"tooltip": "The SDXL text encoders (after 'CLIP Set Last Layer' -2 as the "
-                                             "release recommends)."}),
-                "text": ("STRING", {
-                    "multiline": True, "dynamicPrompts": True,
-                    "default": "portrait photo of a person, natural light, detailed skin",
-                    "tooltip": "What to draw; the trigger words are added in front of it."}),
-                "add_trigger_words": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "Put the trigger words at the start of the prompt (recommended). When off, "
-                               "the prompt is used as written and a warning is logged if they are missing."}),
-            }
-        }
-
-    def encode(self, clip, text: str, add_trigger_words: bool = True):
+    def execute(cls, clip, text: str, add_trigger_words: bool = True) -> io.NodeOutput:
         if clip is None:
             raise HyperLoRAError("clip is empty: connect the CLIP output of the SDXL checkpoint loader.")
         require_input(clip, "clip", "a CLIP (the text encoders)",
@@ -73,4 +77,4 @@ class TriggerPrompt:
             log.warning("HyperLoRA: the prompt does not start with the trigger words '%s'; the LoRA will have "
                         "little effect.", TRIGGER_WORDS)
         tokens = clip.tokenize(prompt)
-        return (clip.encode_from_tokens_scheduled(tokens), prompt)
+        return io.NodeOutput(clip.encode_from_tokens_scheduled(tokens), prompt)

@@ -7,6 +7,7 @@ CI tests) can import every node class on a machine without ComfyUI.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -85,6 +86,25 @@ def register_model_folders() -> None:
     clip_vit = os.path.join(models, "hyper_lora", "clip_vit")
     if "clip_vision" in fp.folder_names_and_paths and clip_vit not in fp.get_folder_paths("clip_vision"):
         fp.add_model_folder_path("clip_vision", clip_vit)
+
+
+MIN_COMFYUI = "0.3.48"
+
+
+def check_comfyui_version() -> bool:
+    """Inside ComfyUI (folder_paths importable), log an error when its V3 node API is missing: such a
+    ComfyUI (older than 0.3.47) loads no node of this pack. True when the API is there or there is
+    no ComfyUI at all."""
+    if importlib.util.find_spec("folder_paths") is None:
+        return True
+    try:
+        found = importlib.util.find_spec("comfy_api.v0_0_2") is not None
+    except ImportError:
+        found = False
+    if not found:
+        log.error("HyperLoRA Studio needs ComfyUI %s or newer (its V3 node API, comfy_api.v0_0_2, is missing); "
+                  "update ComfyUI and restart it. None of its nodes is loaded.", MIN_COMFYUI)
+    return found
 
 
 def list_hyperlora_folders() -> list[str]:
@@ -253,11 +273,11 @@ def output_file_prefix(filename_prefix: str, what: str) -> tuple[str, str, int, 
     return folder, name, counter, subfolder
 
 
-def save_in_output(filename_prefix: str, what: str, write) -> dict:
+def save_in_output(filename_prefix: str, what: str, write) -> str:
     """Write a new `.safetensors` file under ComfyUI's output folder with its counter naming.
 
-    `write(path)` writes the file (and refuses an existing one); returns the node's result, the
-    file name relative to the output folder.
+    `write(path)` writes the file (and refuses an existing one); returns the file name relative to
+    the output folder (with "/" between folders on every system).
     """
     folder, name, counter, subfolder = output_file_prefix(filename_prefix, what)
     path, _ = next_free_path(folder, name, counter, ".safetensors")
@@ -268,7 +288,12 @@ def save_in_output(filename_prefix: str, what: str, write) -> dict:
     write(path)
     rel = "/".join(p for p in (subfolder.replace("\\", "/"), os.path.basename(path)) if p)
     log.info("Saved HyperLoRA %s to %s", what, path)
-    return {"ui": {"text": [rel]}, "result": (rel,)}
+    return rel
+
+
+def saved_text(rel: str) -> str:
+    """What a saving node shows on itself: the file it wrote, as seen from ComfyUI's folder."""
+    return f"saved output/{rel}"
 
 
 def next_free_path(folder: str, name: str, counter: int, suffix: str) -> tuple[str, int]:

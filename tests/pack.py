@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -20,3 +21,8 @@ def load_pack(name: str = PACK, root: Path = ROOT):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def node_classes(pack) -> dict:
+    """Node id -> V3 node class of an imported pack, as ComfyUI registers them."""
+    return importlib.import_module(pack.__name__ + ".nodes.extension").node_classes()
