@@ -22,4 +22,7 @@ if __package__:
 
         return HyperLoRAStudio()
 
-__all__ = ["comfy_entrypoint"]
+# The editor extension that shows a node's text (saved file name, summaries) on the node itself.
+WEB_DIRECTORY = "./web"
+
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

@@ -12,7 +12,7 @@ from ..hyperlora_core.finite import check_lora_finite
 from .comfy_v3 import io, ui
 from .identity import HYPERLORA_IDENTITY
 from .loaders import HYPERLORA_MODEL, LoadedHyperLoRA
-from .utils import CATEGORY, comfy_module, require_input, save_in_output, saved_text
+from .utils import CATEGORY, comfy_module, require_input, save_in_output
 
 log = logging.getLogger(__name__)
 
@@ -276,4 +276,5 @@ class SaveLoRA(io.ComfyNode):
         lora_layers(lora)
         meta = lora.metadata() if isinstance(lora, GeneratedLoRA) else lora_metadata(lora)
         rel = save_in_output(filename_prefix, "LoRA", lambda path: save_lora(lora, path, metadata=meta))
-        return io.NodeOutput(rel, ui=ui.PreviewText(saved_text(rel)))
+        # The node shows the name; API clients read it from the history as before (ui text).
+        return io.NodeOutput(rel, ui=ui.PreviewText(rel))

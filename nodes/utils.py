@@ -291,11 +291,6 @@ def save_in_output(filename_prefix: str, what: str, write) -> str:
     return rel
 
 
-def saved_text(rel: str) -> str:
-    """What a saving node shows on itself: the file it wrote, as seen from ComfyUI's folder."""
-    return f"saved output/{rel}"
-
-
 def next_free_path(folder: str, name: str, counter: int, suffix: str) -> tuple[str, int]:
     """The first `{name}_{counter:05}_{suffix}` that does not exist yet, not even as a broken link
     (files are never overwritten)."""
