@@ -51,6 +51,12 @@ def is_widget(spec) -> bool:
     return isinstance(spec[0], list) or spec[0] in WIDGET_KINDS
 
 
+def combo_options(spec) -> list:
+    """The choices of a combo input in /object_info: V1 nodes give the list itself, V3 nodes
+    ("COMBO", {"options": [...]})."""
+    return spec[0] if isinstance(spec[0], list) else spec[1]["options"]
+
+
 def to_api(workflow: dict, object_info: dict) -> dict:
     """Convert a UI-format (0.4) workflow to an API prompt, as the editor's 'Queue' does."""
     links = {link[0]: link for link in workflow["links"]}

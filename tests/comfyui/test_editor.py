@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from hls_comfy import ROOT, stop_process
 
-WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+# The shipped workflows, and the same graphs as the editor saved them with the V1 nodes.
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "tests" / "workflows_v1").glob("*.json"))
 SCREENSHOTS = Path(os.environ.get("HLS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "hyperlora-studio-screenshots"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 APP_READY = ("!!(window.app && window.app.graph && window.LiteGraph && "
@@ -148,10 +149,10 @@ async def _open_load_and_shoot(ws_url: str, url: str, workflow: dict, name: str,
         return state
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_editor_opens_workflow_with_every_node_and_widget(server, object_info, browser, path):
     workflow = json.loads(path.read_text())
-    shot = SCREENSHOTS / f"{path.stem}.png"
+    shot = (SCREENSHOTS if path.parent.name == "workflows" else SCREENSHOTS / "workflows_v1") / f"{path.stem}.png"
     state = asyncio.run(_open_load_and_shoot(browser, server.url + "/", workflow, path.name, shot))
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
@@ -176,3 +177,66 @@ def test_editor_opens_workflow_with_every_node_and_widget(server, object_info, b
         values = dict(zip(shown["widgets"], shown["values"]))
         for name, value in zip(expected, node["widgets_values"]):
             assert values[name] == value, (node["type"], name, values[name], value)
+
+
+RUN_AND_DESCRIBE = """
+(async () => {
+  const prompt = %s;
+  await window.app.loadApiJson(prompt, "hls_v3_ui.json");
+  await new Promise(r => setTimeout(r, 1500));
+  document.querySelectorAll('.p-dialog-close-button').forEach(b => b.click());
+  await window.app.queuePrompt(0, 1);
+  const graph = window.app.graph;
+  const shownText = (n) => ((n && n.widgets) || []).find(w => w.name === "hls_shown_text");
+  const deadline = Date.now() + 300000;
+  while (Date.now() < deadline) {
+    const done = %s.every(id => { const w = shownText(graph.getNodeById(Number(id))); return w && w.value; });
+    const faces = graph.getNodeById(%s);
+    if (done && faces && (faces.imgs || []).length) break;
+    await new Promise(r => setTimeout(r, 1000));
+  }
+  await new Promise(r => setTimeout(r, 500));
+  const nodes = graph._nodes || graph.nodes;
+  return JSON.stringify(nodes.map(n => ({
+    id: String(n.id), type: n.type, widgets: (n.widgets || []).map(w => w.name),
+    shown: (shownText(n) || {}).value || null, images: (n.imgs || []).length,
+    saved_values: n.serialize().widgets_values || [],
+  })));
+})()
+"""
+
+
+async def _run_in_editor(ws_url: str, url: str, prompt: dict, texts: list[str], faces: str, shot: Path) -> list:
+    async with DevTools(ws_url) as page:
+        await page.call("Page.enable")
+        await page.call("Page.navigate", url=url)
+        deadline = time.time() + 180
+        while not await page.evaluate(APP_READY):
+            if time.time() > deadline:
+                raise AssertionError("the ComfyUI editor did not become ready in 180 s")
+            await asyncio.sleep(1)
+        state = await page.evaluate(RUN_AND_DESCRIBE % (json.dumps(prompt), json.dumps(texts), faces), timeout=400)
+        data = await page.call("Page.captureScreenshot", format="png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        shot.write_bytes(base64.b64decode(data["data"]))
+        return json.loads(state)
+
+
+def test_editor_shows_the_saved_file_name_the_face_preview_and_the_summary_on_the_nodes(server, browser):
+    """Queued from the editor: Save HyperLoRA and Save Identity show the file they wrote, Generate
+    HyperLoRA its summary and Load Faces its preview, on the nodes themselves; the shown text is
+    not a widget value of the workflow (widgets_values stay as they were)."""
+    from test_v3_schema import _save_chain
+
+    prompt = _save_chain()
+    shot = SCREENSHOTS / "v3 - shown on the nodes.png"
+    nodes = {n["id"]: n for n in asyncio.run(_run_in_editor(browser, server.url + "/", prompt, ["6", "7", "8"],
+                                                              "2", shot))}
+    print(f"screenshot: {shot}")
+    assert nodes["7"]["shown"].startswith("loras/v3_ui_") and nodes["7"]["shown"].endswith(".safetensors"), nodes["7"]
+    assert (server.base / "output" / nodes["7"]["shown"]).is_file()
+    assert nodes["8"]["shown"].startswith("v3_ui/person_"), nodes["8"]
+    assert "1 photo" in nodes["6"]["shown"], nodes["6"]
+    assert nodes["2"]["images"] >= 1, "Load Faces shows its preview"
+    assert nodes["7"]["saved_values"] == ["loras/v3_ui"]
+    assert nodes["8"]["saved_values"] == ["v3_ui/person"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from hls_comfy import PACK_DIR_NAME, ROOT, execution_error, to_api
+from hls_comfy import PACK_DIR_NAME, ROOT, combo_options, execution_error, to_api
 
 FACE_SWAP = ROOT / "workflows" / "HyperLoRA - face swap into a photo.json"
 DETAILER = ROOT / "workflows" / "HyperLoRA - face detailer.json"
@@ -40,7 +40,7 @@ def test_face_nodes_are_listed(object_info):
         assert info["display_name"] == name and info["category"].startswith("HyperLoRA Studio")
         assert PACK_DIR_NAME in info["python_module"]
     assert object_info["HLS_FaceCrop"]["output"] == ["IMAGE", "MASK", "MASK", "HYPERLORA_FACE_CROP"]
-    assert object_info["HLS_FaceCrop"]["input"]["required"]["face_model"][0] == ["antelopev2"]
+    assert combo_options(object_info["HLS_FaceCrop"]["input"]["required"]["face_model"]) == ["antelopev2"]
 
 
 def test_face_swap_changes_the_target_photo_only_inside_the_face_mask(server, object_info):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hls_comfy import ROOT, execution_error, faces_and_identity, to_api
+from hls_comfy import ROOT, combo_options, execution_error, faces_and_identity, to_api
 
 SWEEP = ROOT / "workflows" / "HyperLoRA - strength sweep with likeness scores.json"
 
@@ -13,7 +13,7 @@ SWEEP = ROOT / "workflows" / "HyperLoRA - strength sweep with likeness scores.js
 def test_likeness_nodes_are_listed(object_info):
     likeness = object_info["HLS_Likeness"]
     assert likeness["output_node"] is True and likeness["output_is_list"] == [True, False, False]
-    assert likeness["input"]["required"]["face_model"][0] == ["antelopev2"]
+    assert combo_options(likeness["input"]["required"]["face_model"]) == ["antelopev2"]
     assert object_info["HLS_StrengthSweep"]["output_is_list"] == [True, True]
 
 

@@ -14,16 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hls_comfy import CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, execution_error, faces_and_identity, to_api
+from hls_comfy import (CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, combo_options, execution_error, faces_and_identity,
+                       to_api)
+from node_contract import load_contract
 
-WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
-OUR_NODES = {
-    "HLS_LoadHyperLoRA": "Load HyperLoRA", "HLS_LoadFaces": "Load Faces (HyperLoRA)",
-    "HLS_IDEmbedding": "HyperLoRA ID Embedding", "HLS_GenerateLoRA": "Generate HyperLoRA",
-    "HLS_ApplyLoRA": "Apply HyperLoRA", "HLS_SaveLoRA": "Save HyperLoRA",
-    "HLS_TriggerPrompt": "HyperLoRA Prompt (trigger words)", "HLS_BlendIdentities": "Blend HyperLoRA Identities",
-    "HLS_SaveIdentity": "Save HyperLoRA Identity", "HLS_LoadIdentity": "Load HyperLoRA Identity",
-}
+# The shipped workflows, and the same graphs as the editor saved them with the V1 nodes (before the
+# move to the V3 schema; tests/workflows_v1): both must run unchanged.
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "tests" / "workflows_v1").glob("*.json"))
+OUR_NODES = {node_id: entry["display_name"] for node_id, entry in load_contract().items()}
 TINY_MODULES = 22
 
 
@@ -46,10 +44,10 @@ def test_object_info_lists_every_node(object_info):
 
 
 def test_model_folders_are_listed_through_folder_paths(object_info):
-    names = object_info["HLS_LoadHyperLoRA"]["input"]["required"]["hyperlora_name"][0]
+    names = combo_options(object_info["HLS_LoadHyperLoRA"]["input"]["required"]["hyperlora_name"])
     assert names == [CHECKPOINT_NAME]  # found in the reference pack's models/hyper_lora/hyper_lora
-    assert object_info["HLS_LoadFaces"]["input"]["required"]["face_model"][0] == ["antelopev2"]
-    clip_names = object_info["CLIPVisionLoader"]["input"]["required"]["clip_name"][0]
+    assert combo_options(object_info["HLS_LoadFaces"]["input"]["required"]["face_model"]) == ["antelopev2"]
+    clip_names = combo_options(object_info["CLIPVisionLoader"]["input"]["required"]["clip_name"])
     assert "clip_vit_large_14/model.safetensors" in clip_names
     assert "clip-vit-large-patch14.safetensors" in clip_names  # the name the shipped workflows use
 
@@ -59,7 +57,7 @@ def _check_success(entry: dict, name: str) -> None:
     assert entry["status"]["status_str"] == "success", (name, error)
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_shipped_workflow_runs(server, object_info, path):
     prompt = to_api(json.loads(path.read_text()), object_info)
     entry = server.run(prompt)

@@ -1,0 +1,54 @@
+"""The nodes on ComfyUI's V3 schema, in the real server: loaded through `comfy_entrypoint`, every
+node's /object_info equal to the V1 contract (tests/node_contract.json, the file the CI tier checks
+the comfy_api stand-in against), and what V3 lets a node show: the saved file name on the Save
+nodes, the face preview on Load Faces, the summary on Generate HyperLoRA.
+
+The workflows saved with the V1 nodes (tests/workflows_v1) run in test_server.py and open in the
+editor in test_editor.py.
+"""
+
+from __future__ import annotations
+
+from hls_comfy import CHECKPOINT_NAME, PACK_DIR_NAME, execution_error, faces_and_identity
+from node_contract import contract_of, load_contract
+
+CONTRACT = load_contract()
+
+
+def test_object_info_keeps_the_v1_contract_of_every_node(object_info):
+    ours = sorted(k for k in object_info if k.startswith("HLS_"))
+    assert ours == sorted(CONTRACT)
+    assert contract_of(object_info, ours) == CONTRACT
+
+
+def test_pack_is_loaded_through_comfy_entrypoint_with_its_editor_extension(server):
+    log = server.log
+    ours = [line for line in log.splitlines() if PACK_DIR_NAME in line]
+    assert not [line for line in ours if "Skip" in line or "comfy_entrypoint" in line], ours
+    assert f"/extensions/{PACK_DIR_NAME}/shown_text.js" in server.get("/extensions")
+
+
+def _save_chain() -> dict:
+    prompt = faces_and_identity()
+    prompt.update({
+        "5": {"class_type": "HLS_LoadHyperLoRA", "inputs": {"hyperlora_name": CHECKPOINT_NAME, "dtype": "auto",
+                                                             "device": "auto"}},
+        "6": {"class_type": "HLS_GenerateLoRA", "inputs": {"hyperlora": ["5", 0], "identity": ["4", 0]}},
+        "7": {"class_type": "HLS_SaveLoRA", "inputs": {"lora": ["6", 0], "filename_prefix": "loras/v3_ui"}},
+        "8": {"class_type": "HLS_SaveIdentity", "inputs": {"identity": ["4", 0], "filename_prefix": "v3_ui/person"}},
+    })
+    return prompt
+
+
+def test_nodes_report_the_saved_files_the_faces_preview_and_a_summary(server):
+    entry = server.run(_save_chain())
+    assert entry["status"]["status_str"] == "success", execution_error(entry)
+    outputs = entry["outputs"]
+    lora_name, identity_name = outputs["7"]["text"][0], outputs["8"]["text"][0]
+    assert lora_name.startswith("loras/v3_ui_") and (server.base / "output" / lora_name).is_file()
+    assert identity_name.startswith("v3_ui/person_") and (server.base / "output" / identity_name).is_file()
+    previews = outputs["2"]["images"]
+    assert len(previews) == 1 and previews[0]["type"] == "temp"
+    assert list(server.base.rglob(previews[0]["filename"])), "the preview file is in ComfyUI's temp folder"
+    summary = outputs["6"]["text"][0]
+    assert "1 photo" in summary and f"{4 * 22} layers" in summary, summary
