@@ -12,10 +12,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from pack import load_pack
+from pack import load_pack, node_classes
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+# The same graphs as ComfyUI's editor saved them with the V1 nodes (before the V3 schema): users'
+# files of that time, which must stay valid for the nodes as they are now.
+V1_SAVED = sorted((ROOT / "tests" / "workflows_v1").glob("*.json"))
+GRAPHS = WORKFLOWS + V1_SAVED
+
+
+def graph_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
 
 # Core node types the workflows may use: their widgets in order (a seed has an extra
 # "control_after_generate" value, LoadImage an extra upload-button value) and their socket types.
@@ -59,7 +67,7 @@ def our_layout(cls) -> dict:
     for section in ("required", "optional"):
         for name, value in spec.get(section, {}).items():
             kind = value[0]
-            if isinstance(kind, list) or kind in WIDGET_KINDS:
+            if kind == "COMBO" or kind in WIDGET_KINDS:
                 widgets.append((name, value))
                 optional += section == "optional"
             else:
@@ -71,9 +79,9 @@ def check_widget(node_type: str, name: str, spec: tuple, value) -> None:
     kind = spec[0]
     opts = spec[1] if len(spec) > 1 else {}
     where = f"{node_type}.{name} = {value!r}"
-    if isinstance(kind, list):
+    if kind == "COMBO":
         if (node_type, name) not in FOLDER_COMBOS:
-            assert value in kind, f"{where} is not one of {kind}"
+            assert value in opts["options"], f"{where} is not one of {opts['options']}"
         else:
             assert isinstance(value, str) and value, where
     elif kind == "BOOLEAN":
@@ -88,8 +96,7 @@ def check_widget(node_type: str, name: str, spec: tuple, value) -> None:
 @pytest.fixture(scope="module")
 def layouts():
     pack = load_pack()
-    out = {k: our_layout(v) for k, v in pack.NODE_CLASS_MAPPINGS.items()}
-    return out
+    return {k: our_layout(v) for k, v in node_classes(pack).items()}
 
 
 def test_there_are_the_promised_workflows():
@@ -103,7 +110,7 @@ def test_there_are_the_promised_workflows():
     }
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", GRAPHS, ids=graph_id)
 def test_workflow_is_well_formed_ui_format(path):
     data = json.loads(path.read_text())
     assert data["version"] == 0.4
@@ -117,7 +124,7 @@ def test_workflow_is_well_formed_ui_format(path):
             assert key in node, (node.get("type"), key)
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", GRAPHS, ids=graph_id)
 def test_workflow_uses_only_core_nodes_and_ours(path, layouts):
     data = json.loads(path.read_text())
     types_ = {n["type"] for n in data["nodes"]}
@@ -126,7 +133,7 @@ def test_workflow_uses_only_core_nodes_and_ours(path, layouts):
     assert types_ & set(layouts), "a workflow of this pack uses its nodes"
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", GRAPHS, ids=graph_id)
 def test_links_connect_matching_types(path, layouts):
     data = json.loads(path.read_text())
     by_id = {n["id"]: n for n in data["nodes"]}
@@ -145,21 +152,21 @@ def test_links_connect_matching_types(path, layouts):
         assert in_types[target["name"]] in (type_, "*"), (path.name, d["type"], target["name"])
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", GRAPHS, ids=graph_id)
 def test_required_inputs_of_our_nodes_are_connected(path, layouts):
     data = json.loads(path.read_text())
     pack = load_pack()
     for node in data["nodes"]:
         if node["type"] not in layouts:
             continue
-        required = pack.NODE_CLASS_MAPPINGS[node["type"]].INPUT_TYPES()["required"]
+        required = node_classes(pack)[node["type"]].INPUT_TYPES()["required"]
         connected = {i["name"] for i in node.get("inputs", []) if i["link"] is not None}
         for name in layouts[node["type"]]["inputs"]:
             if name in required:
                 assert name in connected, f"{path.name}: {node['type']}.{name} is not connected"
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", GRAPHS, ids=graph_id)
 def test_widget_values_are_valid(path, layouts):
     data = json.loads(path.read_text())
     for node in data["nodes"]:
@@ -232,3 +239,14 @@ def test_workflow_has_a_thumbnail_for_the_template_browser(path):
         low, high = image.convert("L").getextrema()
         assert high - low > 60, "the thumbnail is blank"
     assert path.stem.startswith("HyperLoRA - "), "the file name is the title the browser shows"
+
+
+def test_v1_saved_graphs_are_the_shipped_graphs_as_the_editor_saved_them():
+    """tests/workflows_v1 holds one file per shipped workflow, with its nodes and links: what a user
+    who opened and saved it with the V1 nodes has (the editor writes every widget's value out, e.g.
+    the ID Embedding's optional base_lora_features, which the shipped files leave to its default)."""
+    assert [p.name for p in V1_SAVED] == [p.name for p in WORKFLOWS]
+    for saved_path, shipped_path in zip(V1_SAVED, WORKFLOWS):
+        saved, shipped = json.loads(saved_path.read_text()), json.loads(shipped_path.read_text())
+        assert sorted((n["id"], n["type"]) for n in saved["nodes"]) == sorted((n["id"], n["type"]) for n in shipped["nodes"])
+        assert sorted(map(tuple, saved["links"])) == sorted(map(tuple, shipped["links"]))
