@@ -9,7 +9,12 @@ editor in test_editor.py.
 
 from __future__ import annotations
 
-from hls_comfy import CHECKPOINT_NAME, PACK_DIR_NAME, execution_error, faces_and_identity
+import json
+import os
+import subprocess
+import sys
+
+from hls_comfy import CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, execution_error, faces_and_identity
 from node_contract import contract_of, load_contract
 
 CONTRACT = load_contract()
@@ -52,3 +57,42 @@ def test_nodes_report_the_saved_files_the_faces_preview_and_a_summary(server):
     assert list(server.base.rglob(previews[0]["filename"])), "the preview file is in ComfyUI's temp folder"
     summary = outputs["6"]["text"][0]
     assert "1 photo" in summary and f"{4 * 22} layers" in summary, summary
+
+
+STANDIN_INFO = """
+import json, sys
+sys.path[:0] = [{tests!r}, {standin!r}]
+from pack import load_pack, node_classes
+print(json.dumps({{k: v.GET_NODE_INFO_V1() for k, v in node_classes(load_pack()).items()}}))
+"""
+# Combos whose choices are the files on disk: the server lists its tiny models, the stand-in (no
+# ComfyUI) the defaults.
+FOLDER_COMBOS = {"hyperlora_name", "face_model", "identity_name"}
+
+
+def _without_folder_choices(info: dict) -> dict:
+    info = json.loads(json.dumps(info))  # tuples -> lists, as the server sends them
+    info.pop("python_module", None)
+    for section in info["input"].values():
+        for name, spec in section.items():
+            if name in FOLDER_COMBOS and len(spec) > 1:
+                spec[1].pop("options", None)
+    return info
+
+
+def test_comfy_api_stand_in_gives_what_the_real_api_gives(object_info):
+    """The CI tier's comfy_api stand-in (tests/standin) declares every node exactly as the real API
+    does: the whole /object_info entry (tooltips, defaults, hidden inputs, output lists...), apart from
+    the module path and the choices read from the model folders."""
+    code = STANDIN_INFO.format(tests=str(ROOT / "tests"), standin=str(ROOT / "tests" / "standin"))
+    env = {k: v for k, v in os.environ.items() if k not in ("COMFYUI_DIR", "PYTHONPATH")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    standin = json.loads(out.stdout.splitlines()[-1])
+    assert sorted(standin) == sorted(CONTRACT)
+    for node_id, info in standin.items():
+        real = _without_folder_choices(object_info[node_id])
+        mine = _without_folder_choices(info)
+        assert set(mine) <= set(real), (node_id, set(mine) - set(real))
+        assert mine == {k: real[k] for k in mine}, node_id
