@@ -103,7 +103,8 @@ class FaceCrop(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, face_model: str, provider: str = "auto", face_choice: str = "largest", size: int = 1024,
-                crop_factor: float = 2.0, grow: int = 16, feather: int = 32, if_no_face: str = "error") -> io.NodeOutput:
+                crop_factor: float = 2.0, grow: int = 16, feather: int = 32,
+                if_no_face: str = "error") -> io.NodeOutput:
         if face_choice not in CROP_CHOICES:
             raise HyperLoRAError(f"Unknown face_choice {face_choice!r}: use one of {', '.join(CROP_CHOICES)}.")
         regions = _regions()
