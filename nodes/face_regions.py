@@ -9,6 +9,7 @@ import torch
 
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.face_models import PROVIDER_CHOICES
+from .comfy_v3 import io
 from .faces import FACE_CHOICES, get_analyzer
 from .utils import ANTELOPEV2_HELP, CATEGORY, face_model_folder_path, list_face_model_folders
 
@@ -39,65 +40,71 @@ def _mask_to_numpy(mask: torch.Tensor) -> np.ndarray:
     return mask.detach().cpu().float().numpy()
 
 
-class FaceCrop:
-    DESCRIPTION = (
-        "Finds faces in a picture (a photo or a generated image) and cuts a square crop around each at a working "
-        "size (1024 for SDXL), with a feathered mask of the face: inpaint the crop with the HyperLoRA-patched "
-        "model (VAE Encode -> Set Latent Noise Mask -> KSampler -> VAE Decode), then 'Face Paste' puts it back "
-        "into the picture at its full resolution, changing nothing outside the mask. "
-        f"Needs insightface and onnxruntime. {ANTELOPEV2_HELP}"
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "crop"
-    RETURN_TYPES = ("IMAGE", "MASK", "MASK", HYPERLORA_FACE_CROP)
-    RETURN_NAMES = ("crops", "crop_masks", "mask", "crop_info")
-    OUTPUT_TOOLTIPS = (
-        "One square crop per face at the working size: encode it with 'VAE Encode' and re-draw it.",
-        "The face mask of each crop (working size): for 'Set Latent Noise Mask', so only the face is re-drawn.",
-        "The face mask at the picture's own size (all chosen faces of each picture), to see or refine it.",
-        "Where each crop came from: connect it to 'Face Paste'.",
-    )
+FaceCropInfo = io.Custom(HYPERLORA_FACE_CROP)
+
+
+class FaceCrop(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_FaceCrop",
+            display_name="Face Crop (HyperLoRA)",
+            category=CATEGORY,
+            description=(
+                "Finds faces in a picture (a photo or a generated image) and cuts a square crop around each at a "
+                "working size (1024 for SDXL), with a feathered mask of the face: inpaint the crop with the "
+                "HyperLoRA-patched model (VAE Encode -> Set Latent Noise Mask -> KSampler -> VAE Decode), then "
+                "'Face Paste' puts it back into the picture at its full resolution, changing nothing outside the "
+                f"mask. Needs insightface and onnxruntime. {ANTELOPEV2_HELP}"
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The picture whose face is re-drawn: a photo to put the person into, "
+                                                "or a generated image to fix (a batch: each picture)."),
+                io.Combo.Input("face_model", options=list_face_model_folders(),
+                               tooltip="The insightface model folder under models/insightface/models (antelopev2)."),
+                io.Combo.Input("provider", options=list(PROVIDER_CHOICES), default="auto",
+                               tooltip="Where ONNX Runtime runs the face models (auto: CUDA if available)."),
+                io.Combo.Input("face_choice", options=list(CROP_CHOICES), default="largest",
+                               tooltip="Which face to re-draw when a picture shows several people: as in Load Faces "
+                                       "(largest, most confident, by position from the left), or all faces (one "
+                                       "crop each)."),
+                io.Int.Input("size", default=1024, min=256, max=4096, step=64,
+                             tooltip="Side of the square crop the model re-draws, in pixels: 1024 for SDXL. The face "
+                                     "is pasted back at the picture's own resolution."),
+                io.Float.Input("crop_factor", default=2.0, min=1.0, max=5.0, step=0.05,
+                               tooltip="How much of the surroundings the crop holds: the crop side is this times the "
+                                       "face square (about 1.5 face heights). 2 gives the model enough context; more "
+                                       "is slower to re-draw in detail. A crop that would be larger than the picture "
+                                       "is made to fit."),
+                io.Int.Input("grow", default=16, min=-256, max=256, step=1,
+                             tooltip="Grow the face mask (the outline of cheeks, chin and brows) by this many pixels "
+                                     "of the crop (negative: shrink). More covers forehead and jaw line."),
+                io.Int.Input("feather", default=32, min=0, max=256, step=1,
+                             tooltip="Width of the soft edge of the mask, in pixels of the crop, so the re-drawn face "
+                                     "blends in. 0: a hard edge."),
+                io.Combo.Input("if_no_face", options=IF_NO_FACE, default="error",
+                               tooltip="error: stop and say which picture has no face. pass through: leave such a "
+                                       "picture unchanged (its crop is re-drawn under an empty mask and not pasted)."),
+            ],
+            outputs=[
+                io.Image.Output("crops", display_name="crops",
+                                tooltip="One square crop per face at the working size: encode it with 'VAE Encode' "
+                                        "and re-draw it."),
+                io.Mask.Output("crop_masks", display_name="crop_masks",
+                               tooltip="The face mask of each crop (working size): for 'Set Latent Noise Mask', so "
+                                       "only the face is re-drawn."),
+                io.Mask.Output("mask", display_name="mask",
+                               tooltip="The face mask at the picture's own size (all chosen faces of each picture), "
+                                       "to see or refine it."),
+                FaceCropInfo.Output("crop_info", display_name="crop_info",
+                                    tooltip="Where each crop came from: connect it to 'Face Paste'."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": ("IMAGE", {"tooltip": "The picture whose face is re-drawn: a photo to put the person into, or "
-                                               "a generated image to fix (a batch: each picture)."}),
-                "face_model": (list_face_model_folders(), {
-                    "tooltip": "The insightface model folder under models/insightface/models (antelopev2)."}),
-                "provider": (list(PROVIDER_CHOICES), {
-                    "default": "auto", "tooltip": "Where ONNX Runtime runs the face models (auto: CUDA if available)."}),
-                "face_choice": (list(CROP_CHOICES), {
-                    "default": "largest",
-                    "tooltip": "Which face to re-draw when a picture shows several people: as in Load Faces (largest, "
-                               "most confident, by position from the left), or all faces (one crop each)."}),
-                "size": ("INT", {
-                    "default": 1024, "min": 256, "max": 4096, "step": 64,
-                    "tooltip": "Side of the square crop the model re-draws, in pixels: 1024 for SDXL. The face is "
-                               "pasted back at the picture's own resolution."}),
-                "crop_factor": ("FLOAT", {
-                    "default": 2.0, "min": 1.0, "max": 5.0, "step": 0.05,
-                    "tooltip": "How much of the surroundings the crop holds: the crop side is this times the face "
-                               "square (about 1.5 face heights). 2 gives the model enough context; more is slower "
-                               "to re-draw in detail. A crop that would be larger than the picture is made to fit."}),
-                "grow": ("INT", {
-                    "default": 16, "min": -256, "max": 256, "step": 1,
-                    "tooltip": "Grow the face mask (the outline of cheeks, chin and brows) by this many pixels of the "
-                               "crop (negative: shrink). More covers forehead and jaw line."}),
-                "feather": ("INT", {
-                    "default": 32, "min": 0, "max": 256, "step": 1,
-                    "tooltip": "Width of the soft edge of the mask, in pixels of the crop, so the re-drawn face blends "
-                               "in. 0: a hard edge."}),
-                "if_no_face": (IF_NO_FACE, {
-                    "default": "error",
-                    "tooltip": "error: stop and say which picture has no face. pass through: leave such a picture "
-                               "unchanged (its crop is re-drawn under an empty mask and not pasted)."}),
-            },
-        }
-
-    def crop(self, image, face_model: str, provider: str = "auto", face_choice: str = "largest", size: int = 1024,
-             crop_factor: float = 2.0, grow: int = 16, feather: int = 32, if_no_face: str = "error"):
+    def execute(cls, image, face_model: str, provider: str = "auto", face_choice: str = "largest", size: int = 1024,
+                crop_factor: float = 2.0, grow: int = 16, feather: int = 32,
+                if_no_face: str = "error") -> io.NodeOutput:
         if face_choice not in CROP_CHOICES:
             raise HyperLoRAError(f"Unknown face_choice {face_choice!r}: use one of {', '.join(CROP_CHOICES)}.")
         regions = _regions()
@@ -108,41 +115,41 @@ class FaceCrop:
         faces = sum(not r.empty for r in info.regions)
         log.info("HyperLoRA: %d face crop(s) of %dx%d from %d picture(s)", faces, info.size, info.size, len(pictures))
         # Copies: crop_info keeps the crops as cut, to know a crop that comes back unchanged.
-        return (torch.from_numpy(info.crops.copy()), torch.from_numpy(info.crop_masks.copy()),
-                torch.from_numpy(info.picture_masks()), info)
+        return io.NodeOutput(torch.from_numpy(info.crops.copy()), torch.from_numpy(info.crop_masks.copy()),
+                             torch.from_numpy(info.picture_masks()), info)
 
 
-class FacePaste:
-    DESCRIPTION = (
-        "Pastes the re-drawn face crops from 'Face Crop' back into the picture they were cut from, at its full "
-        "resolution, blended through the feathered face mask. Outside the mask the picture is untouched, bit for "
-        "bit; a crop that was not re-drawn leaves its face as it was."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "paste"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("The picture with the re-drawn faces.",)
+class FacePaste(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_FacePaste",
+            display_name="Face Paste (HyperLoRA)",
+            category=CATEGORY,
+            description=(
+                "Pastes the re-drawn face crops from 'Face Crop' back into the picture they were cut from, at its "
+                "full resolution, blended through the feathered face mask. Outside the mask the picture is "
+                "untouched, bit for bit; a crop that was not re-drawn leaves its face as it was."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The same picture that went into 'Face Crop'."),
+                io.Image.Input("crops", tooltip="The re-drawn crops (VAE Decode of the inpainted crops), one per "
+                                                "face."),
+                FaceCropInfo.Input("crop_info", tooltip="The crop_info output of 'Face Crop'."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="A mask at the picture's size to blend with instead of the face mask (e.g. "
+                                      "Face Crop's mask, grown or painted). Empty: the face mask."),
+            ],
+            outputs=[io.Image.Output("pasted_image", display_name="image",
+                                     tooltip="The picture with the re-drawn faces.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "image": ("IMAGE", {"tooltip": "The same picture that went into 'Face Crop'."}),
-                "crops": ("IMAGE", {"tooltip": "The re-drawn crops (VAE Decode of the inpainted crops), one per face."}),
-                "crop_info": (HYPERLORA_FACE_CROP, {"tooltip": "The crop_info output of 'Face Crop'."}),
-            },
-            "optional": {
-                "mask": ("MASK", {"tooltip": "A mask at the picture's size to blend with instead of the face mask "
-                                             "(e.g. Face Crop's mask, grown or painted). Empty: the face mask."}),
-            },
-        }
-
-    def paste(self, image, crops, crop_info, mask=None):
+    def execute(cls, image, crops, crop_info, mask=None) -> io.NodeOutput:
         from ..hyperlora_core.face import paste as paste_module
 
         if not hasattr(crop_info, "regions"):
             raise HyperLoRAError("'crop_info' must come from the 'Face Crop' node's crop_info output.")
         out = paste_module.paste_faces(_to_numpy(image, "image"), crop_info, _to_numpy(crops, "crops"),
                                        None if mask is None else _mask_to_numpy(mask))
-        return (torch.from_numpy(out),)
+        return io.NodeOutput(torch.from_numpy(out))

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 
 import numpy as np
-import torch
 
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.grid import labelled_grid
 from ..hyperlora_core.likeness import check_labels, reference_embedding, score_images, summary
+from .comfy_v3 import io, ui
 from .faces import FACE_CHOICES, HYPERLORA_FACES, PROVIDERS, get_analyzer
 from .identity import HYPERLORA_IDENTITY
 from .utils import (
@@ -46,67 +45,63 @@ def _labels(labels) -> list[str]:
     return [str(label) for label in labels]
 
 
-def _preview(grid: torch.Tensor) -> list:
-    """The grid saved as core 'Preview Image' saves it, so the editor shows it on this node."""
-    core = sys.modules.get("nodes")  # ComfyUI's nodes.py: always imported before custom nodes run
-    preview = getattr(core, "PreviewImage", None)
-    if preview is None:
-        return []
-    return preview().save_images(grid, filename_prefix="HyperLoRA_likeness")["ui"]["images"]
+Identity = io.Custom(HYPERLORA_IDENTITY)
+Faces = io.Custom(HYPERLORA_FACES)
 
 
-class Likeness:
-    DESCRIPTION = (
-        "Measures how much each picture looks like the person, as the HyperLoRA paper does: the cosine "
-        "similarity of the ArcFace embedding of the face in the picture to the person's (the mean of the "
-        "identity's photos). 1 is the same face; with the real antelopev2 models different people typically "
-        "score about 0-0.3 and a good likeness of a generated picture about 0.5-0.8. A picture without a face "
-        "is reported as 'no face' (NaN in the similarity list), never as 0. Shows the numbers on a labelled "
-        f"grid of the pictures. Connect either an identity or faces. {ANTELOPEV2_HELP}"
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "measure"
-    OUTPUT_NODE = True
-    INPUT_IS_LIST = True  # collects the pictures of a sweep (one image per strength) into one grid
-    RETURN_TYPES = ("FLOAT", "STRING", "IMAGE")
-    RETURN_NAMES = ("similarity", "summary", "grid")
-    OUTPUT_IS_LIST = (True, False, False)
-    OUTPUT_TOOLTIPS = (
-        "One similarity per picture, in the order of the pictures; NaN where a picture has no face.",
-        "A line per picture ('label: 0.712' or 'label: no face') and the mean of those with a face.",
-        "The pictures side by side, each labelled with its label and similarity.",
-    )
+class Likeness(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_Likeness",
+            display_name="HyperLoRA Likeness (ArcFace similarity)",
+            category=CATEGORY,
+            description=(
+                "Measures how much each picture looks like the person, as the HyperLoRA paper does: the cosine "
+                "similarity of the ArcFace embedding of the face in the picture to the person's (the mean of the "
+                "identity's photos). 1 is the same face; with the real antelopev2 models different people "
+                "typically score about 0-0.3 and a good likeness of a generated picture about 0.5-0.8. A picture "
+                "without a face is reported as 'no face' (NaN in the similarity list), never as 0. Shows the "
+                f"numbers on a labelled grid of the pictures. Connect either an identity or faces. {ANTELOPEV2_HELP}"
+            ),
+            is_output_node=True,
+            is_input_list=True,  # collects the pictures of a sweep (one image per strength) into one grid
+            inputs=[
+                io.Image.Input("images", tooltip="The pictures to measure (a batch, or the pictures of a sweep)."),
+                io.Combo.Input("face_model", options=list_face_model_folders(),
+                               tooltip="The insightface model folder under models/insightface/models (antelopev2), "
+                                       "the same models 'Load Faces' uses."),
+                io.Combo.Input("provider", options=PROVIDERS, default="auto",
+                               tooltip="Where ONNX Runtime runs the face models (auto: CUDA if onnxruntime-gpu is "
+                                       "installed, else the CPU)."),
+                io.Combo.Input("face_choice", options=list(FACE_CHOICES), default="largest",
+                               tooltip="Which face of a picture with several people is measured: the largest, the "
+                                       "one the detector is surest of, or by position counted from the left."),
+                io.Int.Input("columns", default=0, min=0, max=MAX_SWEEP,
+                             tooltip="Pictures per row of the grid; 0 makes it about square."),
+                Identity.Input("identity", optional=True,
+                               tooltip="The person: an identity from 'HyperLoRA ID Embedding' or 'Load HyperLoRA "
+                                       "Identity'."),
+                Faces.Input("faces", optional=True, tooltip="Or the person's faces from 'Load Faces (HyperLoRA)'."),
+                io.String.Input("labels", optional=True, default="", multiline=True,
+                                tooltip="A label per picture, one per line (or connect the labels of 'HyperLoRA "
+                                        "Strength Sweep'); empty: the pictures are numbered."),
+            ],
+            outputs=[
+                io.Float.Output("similarity", display_name="similarity", is_output_list=True,
+                                tooltip="One similarity per picture, in the order of the pictures; NaN where a "
+                                        "picture has no face."),
+                io.String.Output("summary", display_name="summary",
+                                 tooltip="A line per picture ('label: 0.712' or 'label: no face') and the mean of "
+                                         "those with a face."),
+                io.Image.Output("grid", display_name="grid",
+                                tooltip="The pictures side by side, each labelled with its label and similarity."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "images": ("IMAGE", {"tooltip": "The pictures to measure (a batch, or the pictures of a sweep)."}),
-                "face_model": (list_face_model_folders(), {
-                    "tooltip": "The insightface model folder under models/insightface/models (antelopev2), "
-                               "the same models 'Load Faces' uses."}),
-                "provider": (PROVIDERS, {"default": "auto",
-                                         "tooltip": "Where ONNX Runtime runs the face models (auto: CUDA if "
-                                                    "onnxruntime-gpu is installed, else the CPU)."}),
-                "face_choice": (list(FACE_CHOICES), {
-                    "default": "largest",
-                    "tooltip": "Which face of a picture with several people is measured: the largest, the one the "
-                               "detector is surest of, or by position counted from the left."}),
-                "columns": ("INT", {"default": 0, "min": 0, "max": MAX_SWEEP,
-                                    "tooltip": "Pictures per row of the grid; 0 makes it about square."}),
-            },
-            "optional": {
-                "identity": (HYPERLORA_IDENTITY, {
-                    "tooltip": "The person: an identity from 'HyperLoRA ID Embedding' or 'Load HyperLoRA Identity'."}),
-                "faces": (HYPERLORA_FACES, {"tooltip": "Or the person's faces from 'Load Faces (HyperLoRA)'."}),
-                "labels": ("STRING", {
-                    "default": "", "multiline": True,
-                    "tooltip": "A label per picture, one per line (or connect the labels of 'HyperLoRA Strength "
-                               "Sweep'); empty: the pictures are numbered."}),
-            },
-        }
-
-    def measure(self, images, face_model, provider, face_choice, columns, identity=None, faces=None, labels=None):
+    def execute(cls, images, face_model, provider, face_choice, columns, identity=None, faces=None,
+                labels=None) -> io.NodeOutput:
         face_model, provider = _one(face_model, "face_model"), _one(provider, "provider")
         face_choice, columns = _one(face_choice, "face_choice"), int(_one(columns, "columns") or 0)
         identity, faces = _one(identity, "identity"), _one(faces, "faces")
@@ -132,40 +127,44 @@ class Likeness:
                     for s in scores]
         grid = uint8_to_image([labelled_grid(pictures, captions, columns, highlight=[s.missing for s in scores])])
         similarities = [math.nan if s.missing else float(s.similarity) for s in scores]
-        return {"ui": {"text": [text], "images": _preview(grid)}, "result": (similarities, text, grid)}
+        # The summary and the grid on the node together (the grid saved in ComfyUI's temp folder).
+        shown = {**ui.PreviewText(text).as_dict(), **ui.PreviewImage(grid, cls=cls).as_dict()}
+        return io.NodeOutput(similarities, text, grid, ui=shown)
 
 
-class StrengthSweep:
-    DESCRIPTION = (
-        "A list of evenly spaced strengths (e.g. 0.5, 0.6, ... 1.0) and a label for each. Connect 'strength' to "
-        "the strength of 'Apply HyperLoRA': ComfyUI then runs Apply, the sampler and everything after once "
-        "per value, and 'Likeness' collects the pictures into one labelled grid (connect 'labels' to it)."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "sweep"
-    RETURN_TYPES = ("FLOAT", "STRING")
-    RETURN_NAMES = ("strength", "labels")
-    OUTPUT_IS_LIST = (True, True)
-    OUTPUT_TOOLTIPS = ("The strengths, one run of the nodes downstream per value.",
-                       "'strength 0.50', ... one per value, for the labels of 'Likeness'.")
+class StrengthSweep(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_StrengthSweep",
+            display_name="HyperLoRA Strength Sweep",
+            category=CATEGORY,
+            description=(
+                "A list of evenly spaced strengths (e.g. 0.5, 0.6, ... 1.0) and a label for each. Connect 'strength' "
+                "to the strength of 'Apply HyperLoRA': ComfyUI then runs Apply, the sampler and everything after "
+                "once per value, and 'Likeness' collects the pictures into one labelled grid (connect 'labels' to "
+                "it)."
+            ),
+            inputs=[
+                io.Float.Input("start", default=0.5, min=-10.0, max=10.0, step=0.05, tooltip="The first strength."),
+                io.Float.Input("end", default=1.0, min=-10.0, max=10.0, step=0.05,
+                               tooltip="The last strength (included)."),
+                io.Int.Input("count", default=6, min=1, max=MAX_SWEEP,
+                             tooltip="How many strengths: each one is a full sampler run."),
+            ],
+            outputs=[
+                io.Float.Output("strength", display_name="strength", is_output_list=True,
+                                tooltip="The strengths, one run of the nodes downstream per value."),
+                io.String.Output("labels", display_name="labels", is_output_list=True,
+                                 tooltip="'strength 0.50', ... one per value, for the labels of 'Likeness'."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "start": ("FLOAT", {"default": 0.5, "min": -10.0, "max": 10.0, "step": 0.05,
-                                    "tooltip": "The first strength."}),
-                "end": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.05,
-                                  "tooltip": "The last strength (included)."}),
-                "count": ("INT", {"default": 6, "min": 1, "max": MAX_SWEEP,
-                                  "tooltip": "How many strengths: each one is a full sampler run."}),
-            }
-        }
-
-    def sweep(self, start: float, end: float, count: int):
+    def execute(cls, start: float, end: float, count: int) -> io.NodeOutput:
         count = int(count)
         if not 1 <= count <= MAX_SWEEP:
             raise HyperLoRAError(f"count must be between 1 and {MAX_SWEEP}, got {count}.")
         values = [float(start)] if count == 1 else np.linspace(float(start), float(end), count).tolist()
         values = [round(v, 6) for v in values]
-        return (values, [f"strength {v:.2f}" for v in values])
+        return io.NodeOutput(values, [f"strength {v:.2f}" for v in values])

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -188,18 +190,18 @@ def test_a_picture_without_a_face_is_named_or_passed_through_if_chosen(analyzer)
 
 @pytest.fixture
 def nodes(antelopev2, monkeypatch):
-    module = load_pack().nodes.face_regions
+    module = importlib.import_module(load_pack().__name__ + ".nodes.face_regions")
     monkeypatch.setattr(module, "face_model_folder_path", lambda name: str(antelopev2))
     return module
 
 
 def test_face_crop_and_paste_nodes_round_trip_and_redraw(nodes):
     image = torch.from_numpy(picture(seed=12))
-    crops, crop_masks, mask, info = nodes.FaceCrop().crop(image, "antelopev2", "CPU", "all faces", 256, 2.0, 16, 32)
+    crops, crop_masks, mask, info = nodes.FaceCrop.execute(image, "antelopev2", "CPU", "all faces", 256, 2.0, 16, 32)
     assert crops.shape == (3, 256, 256, 3) and crop_masks.shape == (3, 256, 256) and mask.shape == (1, 480, 640)
-    (same,) = nodes.FacePaste().paste(image, crops, info)
+    (same,) = nodes.FacePaste.execute(image, crops, info)
     assert torch.equal(same, image)
-    (out,) = nodes.FacePaste().paste(image, 1.0 - crops, info)
+    (out,) = nodes.FacePaste.execute(image, 1.0 - crops, info)
     outside = mask[0] == 0
     assert torch.equal(out[0][outside], image[0][outside]) and not torch.equal(out, image)
 
@@ -207,9 +209,9 @@ def test_face_crop_and_paste_nodes_round_trip_and_redraw(nodes):
 def test_face_crop_node_names_the_input_without_a_face(nodes):
     image = torch.from_numpy(picture(seed=13, boxes=()))
     with pytest.raises(Exception, match="No face was found in 'image'") as error:
-        nodes.FaceCrop().crop(image, "antelopev2", "CPU", "largest", 256)
+        nodes.FaceCrop.execute(image, "antelopev2", "CPU", "largest", 256)
     assert type(error.value).__name__ == "NoFaceError"
-    crops, crop_masks, mask, info = nodes.FaceCrop().crop(image, "antelopev2", "CPU", "largest", 256,
-                                                          if_no_face="pass through")
-    (out,) = nodes.FacePaste().paste(image, torch.rand_like(crops), info)
+    crops, crop_masks, mask, info = nodes.FaceCrop.execute(image, "antelopev2", "CPU", "largest", 256,
+                                                           if_no_face="pass through")
+    (out,) = nodes.FacePaste.execute(image, torch.rand_like(crops), info)
     assert torch.equal(out, image) and not crop_masks.any()

@@ -3,8 +3,10 @@ the Likeness and Strength Sweep nodes (without ComfyUI) and the trainer's sample
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ from hyperlora_core.errors import InputError
 from hyperlora_core.face import FaceAnalyzer
 from hyperlora_core.grid import BACKGROUND, GAP, MISSING_TEXT, labelled_grid
 from hyperlora_core.likeness import check_labels, mean_similarity, reference_embedding, score_images, summary
-from test_nodes import FakeClipVision, face_models, fake_comfy, nodes, pack, tiny_antelopev2  # noqa: F401
+from pack import node_classes
+from test_nodes import FakeClipVision, face_models, fake_comfy, pack, tiny_antelopev2  # noqa: F401
 from test_train import face_config, face_data  # noqa: F401
 from tiny_face_models import make_tiny_antelopev2, marked_picture
 
@@ -126,59 +129,96 @@ def _image(*rgbs) -> torch.Tensor:
     return torch.stack([torch.from_numpy(r).float() / 255 for r in rgbs])
 
 
+@pytest.fixture
+def likeness(pack, fake_comfy, monkeypatch):  # noqa: F811
+    """The Likeness and Strength Sweep nodes' module, with a temp folder for the grid preview."""
+    if not hasattr(fake_comfy.fp, "get_temp_directory"):  # the grid goes where core Preview Image puts it
+        monkeypatch.setattr(fake_comfy.fp, "get_temp_directory", lambda: str(fake_comfy.root / "temp"), raising=False)
+    return importlib.import_module(pack.__name__ + ".nodes.likeness")
+
+
+def _shown(out) -> dict:
+    """What the node shows on itself (its ui, as ComfyUI sends it to the editor)."""
+    return out.ui if isinstance(out.ui, dict) else out.ui.as_dict()
+
+
 def _identity_node(pack, rgb):
-    faces, _ = nodes(pack)["HLS_LoadFaces"]().load_faces(_image(rgb), "antelopev2", "CPU", "largest", True, False,
-                                                         "error")
-    (identity,) = nodes(pack)["HLS_IDEmbedding"]().embed(faces, FakeClipVision())
+    classes = node_classes(pack)
+    faces, _ = classes["HLS_LoadFaces"].execute(_image(rgb), "antelopev2", "CPU", "largest", True, False, "error")
+    (identity,) = classes["HLS_IDEmbedding"].execute(faces, FakeClipVision())
     return faces, identity
 
 
-def test_likeness_node_scores_a_sweep_and_labels_the_grid(pack, fake_comfy, face_models):  # noqa: F811
+def test_likeness_node_scores_a_sweep_and_labels_the_grid(pack, likeness, face_models):  # noqa: F811
     me, other, blank = marked_picture(1), marked_picture(2), np.full((320, 288, 3), 90, np.uint8)
     faces, identity = _identity_node(pack, me)
-    strengths, labels = nodes(pack)["HLS_StrengthSweep"]().sweep(0.5, 1.0, 3)
+    strengths, labels = likeness.StrengthSweep.execute(0.5, 1.0, 3)
     assert strengths == [0.5, 0.75, 1.0] and labels == ["strength 0.50", "strength 0.75", "strength 1.00"]
-    node = nodes(pack)["HLS_Likeness"]()
+    node = likeness.Likeness
     # INPUT_IS_LIST: each input arrives as a list; a sweep gives one image batch per strength.
-    out = node.measure([_image(me), _image(other), _image(blank)], ["antelopev2"], ["CPU"], ["largest"], [3],
+    out = node.execute([_image(me), _image(other), _image(blank)], ["antelopev2"], ["CPU"], ["largest"], [3],
                        identity=[identity], labels=labels)
-    similarities, text, grid = out["result"]
+    similarities, text, grid = out
     assert similarities[0] == pytest.approx(1.0, abs=1e-5) and similarities[1] < similarities[0]
     assert math.isnan(similarities[2])  # missing, not 0
     assert text.splitlines()[:3] == ["strength 0.50: 1.000", f"strength 0.75: {similarities[1]:.3f}",
                                      "strength 1.00: no face"]
-    assert out["ui"]["text"] == [text]
+    assert list(_shown(out)["text"]) == [text]
     assert grid.shape[0] == 1 and grid.shape[-1] == 3 and grid.shape[2] > grid.shape[1]  # one row of three
     # The faces of Load Faces give the same numbers; typed labels are one per line.
-    by_faces = node.measure([_image(me, other)], ["antelopev2"], ["CPU"], ["largest"], [0], faces=[faces],
+    by_faces = node.execute([_image(me, other)], ["antelopev2"], ["CPU"], ["largest"], [0], faces=[faces],
                             labels=["mine\nsomeone else"])
-    assert by_faces["result"][0] == pytest.approx(similarities[:2], abs=1e-6)
-    assert by_faces["result"][1].startswith("mine: 1.000\nsomeone else: ")
+    assert by_faces.result[0] == pytest.approx(similarities[:2], abs=1e-6)
+    assert by_faces.result[1].startswith("mine: 1.000\nsomeone else: ")
 
 
-def test_likeness_node_needs_one_person_and_a_label_per_picture(pack, fake_comfy, face_models):  # noqa: F811
+def test_likeness_node_shows_the_summary_and_the_grid_file_in_the_temp_folder(likeness, fake_comfy, analyzer,
+                                                                              monkeypatch):  # noqa: F811
+    monkeypatch.setattr(likeness, "face_model_folder_path", lambda name: name)
+    monkeypatch.setattr(likeness, "get_analyzer", lambda folder, provider: analyzer)
+    me, other = marked_picture(1), marked_picture(2)
+    out = likeness.Likeness.execute([_image(me, other)], ["antelopev2"], ["CPU"], ["largest"], [0],
+                                    identity=[identity_of(analyzer, me)], labels=["me\nsomeone"])
+    similarities, text, grid = out
+    shown = _shown(out)
+    assert set(shown) >= {"text", "images"}
+    assert list(shown["text"]) == [text] and text.startswith("me: 1.000\nsomeone: ")
+    (image,) = shown["images"]  # the grid, one picture, as core 'Preview Image' lists it
+    assert image["type"] == "temp" and image["filename"].endswith(".png")
+    path = Path(fake_comfy.fp.get_temp_directory()) / image["subfolder"] / image["filename"]
+    saved = np.asarray(Image.open(path).convert("RGB"))
+    assert saved.shape == tuple(grid.shape[1:])
+    np.testing.assert_array_equal(saved, (grid[0].numpy() * 255).round().astype(np.uint8))  # the grid's own 8 bits
+    assert len(similarities) == 2 and likeness.Likeness.OUTPUT_NODE
+
+
+def test_likeness_node_needs_one_person_and_a_label_per_picture(pack, likeness, face_models):  # noqa: F811
     me = marked_picture(1)
     faces, identity = _identity_node(pack, me)
-    node = nodes(pack)["HLS_Likeness"]()
+    node = likeness.Likeness
     common = ([_image(me)], ["antelopev2"], ["CPU"], ["largest"], [0])
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="connect either 'identity'.*not neither"):
-        node.measure(*common)
+        node.execute(*common)
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="not both"):
-        node.measure(*common, identity=[identity], faces=[faces])
+        node.execute(*common, identity=[identity], faces=[faces])
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match=r"'labels' input: 2 label\(s\) for 1 picture"):
-        node.measure(*common, identity=[identity], labels=["a", "b"])
+        node.execute(*common, identity=[identity], labels=["a", "b"])
     empty = IdentityFeatures(arcface=torch.zeros(1, 512), clip_tokens=torch.zeros(1, 257, 1024))
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="'identity' input holds ArcFace embeddings that are empty"):
-        node.measure(*common, identity=[empty])
+        node.execute(*common, identity=[empty])
 
 
-def test_strength_sweep_gives_evenly_spaced_values_and_refuses_a_bad_count(pack):
-    sweep = nodes(pack)["HLS_StrengthSweep"]()
-    assert sweep.sweep(0.5, 1.0, 6)[0] == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-    assert sweep.sweep(0.8, 1.0, 1) == ([0.8], ["strength 0.80"])
-    assert nodes(pack)["HLS_StrengthSweep"].OUTPUT_IS_LIST == (True, True)
+def test_strength_sweep_gives_evenly_spaced_values_and_refuses_a_bad_count(pack, likeness):
+    sweep = likeness.StrengthSweep
+    strengths, labels = sweep.execute(0.5, 1.0, 6)
+    assert strengths == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0] and isinstance(labels, list) and len(labels) == 6
+    assert tuple(sweep.execute(0.8, 1.0, 1)) == ([0.8], ["strength 0.80"])
+    # Both outputs are lists (one run of the nodes downstream per value); Likeness gives a list of numbers.
+    assert list(sweep.OUTPUT_IS_LIST) == [True, True]
+    assert [o.is_output_list for o in sweep.GET_SCHEMA().outputs] == [True, True]
+    assert list(likeness.Likeness.OUTPUT_IS_LIST) == [True, False, False] and likeness.Likeness.INPUT_IS_LIST
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="count must be between 1 and 64"):
-        sweep.sweep(0.5, 1.0, 0)
+        sweep.execute(0.5, 1.0, 0)
 
 
 # -- the trainer's samples ----------------------------------------------------------------------
