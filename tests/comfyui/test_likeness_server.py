@@ -37,7 +37,7 @@ def test_likeness_of_the_persons_photo_is_one_another_lower_and_no_face_missing(
     assert lines[1].startswith("someone: ") and float(lines[1].split()[-1]) < 1.0
     assert lines[2] == "wall: no face"
     assert lines[3].startswith("mean of 2 picture(s) with a face")
-    # The grid is shown on the node through core 'Preview Image', and the text by core 'Preview Any'.
+    # The node shows the grid (ui.PreviewImage) and the text (the pack's editor extension); core 'Preview Any' shows it too.
     (image,) = shown["images"]
     assert image["type"] == "temp" and (server.base / "temp" / image["subfolder"] / image["filename"]).is_file()
     assert entry["outputs"]["10"]["text"] == shown["text"]
