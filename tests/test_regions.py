@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 from pack import load_pack
 
-regions = load_pack().hyperlora_core.regions
+# Imported by name: the pack no longer imports its nodes (and with them this module) on import.
+regions = importlib.import_module(load_pack().__name__ + ".hyperlora_core.regions")
 InputError = load_pack().hyperlora_core.errors.InputError
 
 
