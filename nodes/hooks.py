@@ -13,7 +13,8 @@ import re
 
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.regions import identity_keyframes
-from .lora import LORA_MODEL, check_layers_land, check_sdxl, lora_layers
+from .comfy_v3 import io
+from .lora import check_layers_land, check_sdxl, lora_layers
 from .utils import CATEGORY, comfy_module
 
 log = logging.getLogger(__name__)
@@ -53,53 +54,54 @@ def keyframe_group(frames: list[tuple[float, float]]):
     return group
 
 
-class LoRAHooks:
-    DESCRIPTION = (
-        "Turns the generated LoRA into ComfyUI HOOKS: the LoRA then acts only on the conditioning it is "
-        "attached to (core 'Cond Pair Set Props' / 'Cond Set Props', with a mask for one region, or "
-        "'HyperLoRA Several People'), and only from start_at to end_at of the sampling. Use the plain MODEL "
-        "(without 'Apply HyperLoRA') in the KSampler. start_at 0.2-0.3 lets the prompt set the composition "
-        "before the face comes in; strength 0.8-1.0 (a hook at 0.85 equals 'Apply HyperLoRA' at 0.85)."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "make"
-    RETURN_TYPES = (HOOKS,)
-    RETURN_NAMES = ("hooks",)
-    OUTPUT_TOOLTIPS = ("HOOKS for the core hook nodes and 'HyperLoRA Several People'.",)
+Hooks = io.Hooks
+LoraModel = io.LoraModel
+
+
+class LoRAHooks(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_LoRAHooks",
+            display_name="HyperLoRA Hooks (regions, steps)",
+            category=CATEGORY,
+            description=(
+                "Turns the generated LoRA into ComfyUI HOOKS: the LoRA then acts only on the conditioning it is "
+                "attached to (core 'Cond Pair Set Props' / 'Cond Set Props', with a mask for one region, or "
+                "'HyperLoRA Several People'), and only from start_at to end_at of the sampling. Use the plain "
+                "MODEL (without 'Apply HyperLoRA') in the KSampler. start_at 0.2-0.3 lets the prompt set the "
+                "composition before the face comes in; strength 0.8-1.0 (a hook at 0.85 equals 'Apply "
+                "HyperLoRA' at 0.85)."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="The SDXL MODEL the KSampler uses; checked to be SDXL with every "
+                                                "layer of the LoRA in place (it is not changed)."),
+                LoraModel.Input("lora", tooltip="The ID-LoRA from 'Generate HyperLoRA'."),
+                io.Float.Input("strength", default=0.85, min=-10.0, max=10.0, step=0.01,
+                               tooltip="Strength of the ID-LoRA, as in 'Apply HyperLoRA': 0.75-0.9 is typical."),
+                io.Float.Input("start_at", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Fraction of the sampling at which the identity starts: 0 = from the "
+                                       "first step; 0.2-0.3 keeps the prompt's composition and pose."),
+                io.Float.Input("end_at", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Fraction of the sampling at which the identity stops (1 = to the last "
+                                       "step)."),
+                io.Float.Input("ramp", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="0 = full strength at start_at; otherwise the strength rises linearly "
+                                       "from 0 at start_at to full at start_at + ramp (in 4 keyframes)."),
+                LoraModel.Input("base_lora", optional=True,
+                                tooltip="The Base-LoRA from 'Generate HyperLoRA' (optional)."),
+                io.Float.Input("base_strength", optional=True, default=1.0, min=-10.0, max=10.0, step=0.01,
+                               tooltip="Strength of the Base-LoRA, with the same schedule as the ID-LoRA."),
+                Hooks.Input("prev_hooks", optional=True,
+                            tooltip="Hooks to add these to (as in the core 'Create Hook LoRA')."),
+            ],
+            outputs=[Hooks.Output("hooks", display_name="hooks",
+                                  tooltip="HOOKS for the core hook nodes and 'HyperLoRA Several People'.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The SDXL MODEL the KSampler uses; checked to be SDXL with every "
-                                               "layer of the LoRA in place (it is not changed)."}),
-                "lora": (LORA_MODEL, {"tooltip": "The ID-LoRA from 'Generate HyperLoRA'."}),
-                "strength": ("FLOAT", {
-                    "default": 0.85, "min": -10.0, "max": 10.0, "step": 0.01,
-                    "tooltip": "Strength of the ID-LoRA, as in 'Apply HyperLoRA': 0.75-0.9 is typical."}),
-                "start_at": ("FLOAT", {
-                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "Fraction of the sampling at which the identity starts: 0 = from the first "
-                               "step; 0.2-0.3 keeps the prompt's composition and pose."}),
-                "end_at": ("FLOAT", {
-                    "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "Fraction of the sampling at which the identity stops (1 = to the last step)."}),
-                "ramp": ("FLOAT", {
-                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "0 = full strength at start_at; otherwise the strength rises linearly from 0 at "
-                               "start_at to full at start_at + ramp (in 4 keyframes)."}),
-            },
-            "optional": {
-                "base_lora": (LORA_MODEL, {"tooltip": "The Base-LoRA from 'Generate HyperLoRA' (optional)."}),
-                "base_strength": ("FLOAT", {
-                    "default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01,
-                    "tooltip": "Strength of the Base-LoRA, with the same schedule as the ID-LoRA."}),
-                "prev_hooks": (HOOKS, {"tooltip": "Hooks to add these to (as in the core 'Create Hook LoRA')."}),
-            },
-        }
-
-    def make(self, model, lora, strength: float, start_at: float, end_at: float, ramp: float,
-             base_lora=None, base_strength: float = 1.0, prev_hooks=None):
+    def execute(cls, model, lora, strength: float, start_at: float, end_at: float, ramp: float,
+                base_lora=None, base_strength: float = 1.0, prev_hooks=None) -> io.NodeOutput:
         frames = identity_keyframes(start_at, end_at, ramp)  # schedule errors before any work
         check_sdxl(model)
         kf = keyframe_group(frames)
@@ -123,5 +125,5 @@ class LoRAHooks:
             log.info("HyperLoRA hooks: %d LoRA hook(s), from %.2f to %.2f of the sampling%s.", len(group),
                      start_at, end_at, f", ramp {ramp:.2f}" if ramp else "")
         if prev_hooks is not None:
-            return (prev_hooks.clone_and_combine(group),)
-        return (group,)
+            return io.NodeOutput(prev_hooks.clone_and_combine(group))
+        return io.NodeOutput(group)

@@ -23,7 +23,7 @@ import torch
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.regions import (BOXES, LAYOUTS, MAX_REGIONS, as_single_mask, fit_mask, is_empty,
                                       layout_masks, outside_mask, same_aspect)
-from .hooks import HOOKS
+from .comfy_v3 import io
 from .utils import CATEGORY, comfy_module
 
 log = logging.getLogger(__name__)
@@ -32,96 +32,106 @@ OUTSIDE_BASE = "base model"
 OUTSIDE_FIRST = "identity 1"
 
 
-class RegionLayout:
-    DESCRIPTION = (
-        "Region masks for 'HyperLoRA Several People' without drawing: left | right, left | middle | right, "
-        "top | bottom, a 2 x 2 grid, or boxes. Set width and height to the picture's size (the masks are "
-        "resized to the latent anyway). The fixed layouts cover the picture exactly; feathering blends the "
-        "identities across the borders."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "layout"
-    RETURN_TYPES = ("MASK", "MASK", "MASK", "MASK")
-    RETURN_NAMES = ("region_1", "region_2", "region_3", "region_4")
-    OUTPUT_TOOLTIPS = (
-        "The first region (left, top or top-left, or the first box).",
-        "The second region.",
-        "The third region (empty for a two-region layout: leave it unconnected).",
-        "The fourth region (empty unless the layout has four).",
-    )
+class RegionLayout(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_RegionLayout",
+            display_name="HyperLoRA Region Layout",
+            category=CATEGORY,
+            description=(
+                "Region masks for 'HyperLoRA Several People' without drawing: left | right, left | middle | "
+                "right, top | bottom, a 2 x 2 grid, or boxes. Set width and height to the picture's size (the "
+                "masks are resized to the latent anyway). The fixed layouts cover the picture exactly; "
+                "feathering blends the identities across the borders."
+            ),
+            inputs=[
+                io.Combo.Input("layout", options=[*LAYOUTS, BOXES], default="left | right",
+                               tooltip="How to divide the picture; region 1 is the first in reading order."),
+                io.Int.Input("width", default=1024, min=8, max=16384, step=8,
+                             tooltip="Width of the picture in pixels (as in 'Empty Latent Image')."),
+                io.Int.Input("height", default=1024, min=8, max=16384, step=8,
+                             tooltip="Height of the picture in pixels."),
+                io.Int.Input("feather", default=32, min=0, max=1024, step=1,
+                             tooltip="Soften the borders over about this many pixels; 0 = hard edges. 24-64 "
+                                     "hides the seam between two people."),
+                io.String.Input("boxes", default="0 0 0.5 1; 0.5 0 1 1", multiline=False,
+                                tooltip="For layout 'boxes' only: up to 4 boxes 'x0 y0 x1 y1' as fractions of "
+                                        "the picture (left, top, right, bottom), separated by ';'."),
+            ],
+            outputs=[
+                io.Mask.Output("region_1", display_name="region_1",
+                               tooltip="The first region (left, top or top-left, or the first box)."),
+                io.Mask.Output("region_2", display_name="region_2", tooltip="The second region."),
+                io.Mask.Output("region_3", display_name="region_3",
+                               tooltip="The third region (empty for a two-region layout: leave it unconnected)."),
+                io.Mask.Output("region_4", display_name="region_4",
+                               tooltip="The fourth region (empty unless the layout has four)."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "layout": ([*LAYOUTS, BOXES], {"default": "left | right",
-                                              "tooltip": "How to divide the picture; region 1 is the first "
-                                                         "in reading order."}),
-                "width": ("INT", {"default": 1024, "min": 8, "max": 16384, "step": 8,
-                                  "tooltip": "Width of the picture in pixels (as in 'Empty Latent Image')."}),
-                "height": ("INT", {"default": 1024, "min": 8, "max": 16384, "step": 8,
-                                   "tooltip": "Height of the picture in pixels."}),
-                "feather": ("INT", {"default": 32, "min": 0, "max": 1024, "step": 1,
-                                    "tooltip": "Soften the borders over about this many pixels; 0 = hard "
-                                               "edges. 24-64 hides the seam between two people."}),
-                "boxes": ("STRING", {"default": "0 0 0.5 1; 0.5 0 1 1", "multiline": False,
-                                     "tooltip": "For layout 'boxes' only: up to 4 boxes 'x0 y0 x1 y1' as "
-                                                "fractions of the picture (left, top, right, bottom), "
-                                                "separated by ';'."}),
-            }
-        }
-
-    def layout(self, layout: str, width: int, height: int, feather: int, boxes: str):
+    def execute(cls, layout: str, width: int, height: int, feather: int, boxes: str) -> io.NodeOutput:
         masks = layout_masks(layout, height, width, float(feather), boxes)
         empty = torch.zeros(height, width)
         masks = masks + [empty] * (MAX_REGIONS - len(masks))
-        return tuple(m.unsqueeze(0) for m in masks)
+        return io.NodeOutput(*(m.unsqueeze(0) for m in masks))
 
 
-def _region_inputs() -> dict:
-    optional = {}
+def _region_inputs() -> list:
+    optional = []
     for i in range(1, MAX_REGIONS + 1):
-        optional[f"hooks_{i}"] = (HOOKS, {"tooltip": f"Person {i}'s identity: 'HyperLoRA Hooks' (or any HOOKS)."})
-        optional[f"region_{i}"] = ("MASK", {"tooltip": f"Where person {i} is: a MASK from 'HyperLoRA Region "
-                                                       "Layout', the mask editor or another node."})
-        optional[f"positive_{i}"] = ("CONDITIONING", {
-            "tooltip": f"Optional prompt for person {i}'s region, used there instead of the shared positive "
-                       "(describe the whole scene and this person, with the trigger words)."})
+        optional += [
+            io.Hooks.Input(f"hooks_{i}", optional=True,
+                           tooltip=f"Person {i}'s identity: 'HyperLoRA Hooks' (or any HOOKS)."),
+            io.Mask.Input(f"region_{i}", optional=True,
+                          tooltip=f"Where person {i} is: a MASK from 'HyperLoRA Region Layout', the mask "
+                                  "editor or another node."),
+            io.Conditioning.Input(f"positive_{i}", optional=True,
+                                  tooltip=f"Optional prompt for person {i}'s region, used there instead of the "
+                                          "shared positive (describe the whole scene and this person, with the "
+                                          "trigger words)."),
+        ]
     return optional
 
 
-class SeveralPeople:
-    DESCRIPTION = (
-        "Gives each region of the picture its own identity: up to 4 (hooks, region) pairs, each from "
-        "'HyperLoRA Hooks' and a MASK. Connect the outputs to the KSampler, whose MODEL is the plain SDXL "
-        "model (no 'Apply HyperLoRA'). Inside a region the identity acts alone; where regions overlap the "
-        "identities are blended by mask value; outside every region 'outside' decides (the base model or "
-        "identity 1). Each extra person costs about one more UNet evaluation per step (two with CFG)."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "build"
-    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
-    RETURN_NAMES = ("positive", "negative")
-    OUTPUT_TOOLTIPS = ("Positive conditioning with one part per person.",
-                       "Negative conditioning with the same parts, so CFG compares like with like.")
+class SeveralPeople(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_SeveralPeople",
+            display_name="HyperLoRA Several People",
+            category=CATEGORY,
+            description=(
+                "Gives each region of the picture its own identity: up to 4 (hooks, region) pairs, each from "
+                "'HyperLoRA Hooks' and a MASK. Connect the outputs to the KSampler, whose MODEL is the plain "
+                "SDXL model (no 'Apply HyperLoRA'). Inside a region the identity acts alone; where regions "
+                "overlap the identities are blended by mask value; outside every region 'outside' decides (the "
+                "base model or identity 1). Each extra person costs about one more UNet evaluation per step "
+                "(two with CFG)."
+            ),
+            inputs=[
+                io.Conditioning.Input("positive", tooltip="The shared prompt (the scene, with the trigger words)."),
+                io.Conditioning.Input("negative", tooltip="The negative prompt, shared by everyone."),
+                io.Latent.Input("latent", tooltip="The latent to be sampled; the masks are fitted to its size."),
+                io.Combo.Input("outside", options=[OUTSIDE_BASE, OUTSIDE_FIRST], default=OUTSIDE_BASE,
+                               tooltip="What draws the pixels outside every region: the base model with the "
+                                       "shared prompt, or identity 1."),
+                *_region_inputs(),
+            ],
+            # Output ids differ from the inputs' (the schema requires it); the names shown stay.
+            outputs=[
+                io.Conditioning.Output("people_positive", display_name="positive",
+                                       tooltip="Positive conditioning with one part per person."),
+                io.Conditioning.Output("people_negative", display_name="negative",
+                                       tooltip="Negative conditioning with the same parts, so CFG compares like "
+                                               "with like."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "positive": ("CONDITIONING", {"tooltip": "The shared prompt (the scene, with the trigger words)."}),
-                "negative": ("CONDITIONING", {"tooltip": "The negative prompt, shared by everyone."}),
-                "latent": ("LATENT", {"tooltip": "The latent to be sampled; the masks are fitted to its size."}),
-                "outside": ([OUTSIDE_BASE, OUTSIDE_FIRST], {
-                    "default": OUTSIDE_BASE,
-                    "tooltip": "What draws the pixels outside every region: the base model with the shared "
-                               "prompt, or identity 1."}),
-            },
-            "optional": _region_inputs(),
-        }
-
-    def build(self, positive, negative, latent, outside: str, **pairs):
-        people = self._people(pairs, latent)
+    def execute(cls, positive, negative, latent, outside: str, **pairs) -> io.NodeOutput:
+        people = cls._people(pairs, latent)
         hooks_module = comfy_module("comfy.hooks")
         out_pos, out_neg = [], []
         for n, (hooks, mask, person_pos) in enumerate(people, start=1):
@@ -140,7 +150,7 @@ class SeveralPeople:
             log.info("HyperLoRA Several People: %.0f%% of the picture is outside every region (drawn by %s).",
                      100.0 * float(rest.mean()), outside)
         log.info("HyperLoRA Several People: %d people.", len(people))
-        return (out_pos, out_neg)
+        return io.NodeOutput(out_pos, out_neg)
 
     @staticmethod
     def _people(pairs: dict, latent) -> list[tuple]:

@@ -9,10 +9,10 @@ import logging
 import pytest
 import torch
 
-from pack import load_pack
+from pack import load_pack, node_classes
 
 pack = load_pack()
-NODES = pack.NODE_CLASS_MAPPINGS
+NODES = node_classes(pack)
 HyperLoRAError = pack.hyperlora_core.errors.HyperLoRAError
 LATENT = {"samples": torch.zeros(1, 4, 16, 24)}  # a 192 x 128 picture
 
@@ -30,24 +30,25 @@ def test_nodes_are_registered_with_descriptions_and_tooltips():
         for section in spec.values():
             for name, value in section.items():
                 assert value[1].get("tooltip"), (node_id, name)
-        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
-        assert node_id in pack.NODE_DISPLAY_NAME_MAPPINGS
+        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) and all(cls.OUTPUT_TOOLTIPS)
+        assert cls.GET_SCHEMA().display_name.startswith("HyperLoRA ")
 
 
 def test_hooks_node_speaks_the_core_types():
-    assert NODES["HLS_LoRAHooks"].RETURN_TYPES == ("HOOKS",)
+    assert NODES["HLS_LoRAHooks"].RETURN_TYPES == ["HOOKS"]
     spec = NODES["HLS_LoRAHooks"].INPUT_TYPES()
     assert spec["required"]["lora"][0] == "LORA_MODEL" and spec["required"]["model"][0] == "MODEL"
     assert spec["optional"]["prev_hooks"][0] == "HOOKS"
     people = NODES["HLS_SeveralPeople"].INPUT_TYPES()["optional"]
     assert [people[f"hooks_{i}"][0] for i in range(1, 5)] == ["HOOKS"] * 4
     assert [people[f"region_{i}"][0] for i in range(1, 5)] == ["MASK"] * 4
-    assert NODES["HLS_SeveralPeople"].RETURN_TYPES == ("CONDITIONING", "CONDITIONING")
+    assert NODES["HLS_SeveralPeople"].RETURN_TYPES == ["CONDITIONING", "CONDITIONING"]
+    assert NODES["HLS_SeveralPeople"].RETURN_NAMES == ["positive", "negative"]
 
 
 def test_start_at_not_before_end_at_is_refused_before_the_model_is_read():
     with pytest.raises(HyperLoRAError, match="start_at .* must be smaller than end_at"):
-        NODES["HLS_LoRAHooks"]().make(object(), hyperlora_like_lora(), 0.85, 0.5, 0.5, 0.0)
+        NODES["HLS_LoRAHooks"].execute(object(), hyperlora_like_lora(), 0.85, 0.5, 0.5, 0.0)
 
 
 def test_lora_that_is_not_hyperloras_is_named():
@@ -65,7 +66,7 @@ def test_lora_that_is_not_hyperloras_is_named():
 
 
 def test_layout_node_outputs_four_comfyui_masks():
-    out = NODES["HLS_RegionLayout"]().layout("left | middle | right", 192, 128, 0, "")
+    out = NODES["HLS_RegionLayout"].execute("left | middle | right", 192, 128, 0, "")
     assert [tuple(m.shape) for m in out] == [(1, 128, 192)] * 4
     torch.testing.assert_close(out[0] + out[1] + out[2], torch.ones(1, 128, 192))
     assert out[3].eq(0).all()
@@ -76,7 +77,7 @@ def people(**pairs):
 
 
 def halves():
-    return NODES["HLS_RegionLayout"]().layout("left | right", 192, 128, 0, "")[:2]
+    return NODES["HLS_RegionLayout"].execute("left | right", 192, 128, 0, "")[:2]
 
 
 def test_regions_are_fitted_to_the_latent_and_the_resize_is_logged(caplog):

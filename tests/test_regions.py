@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
 from pack import load_pack
 
-regions = load_pack().hyperlora_core.regions
+# Imported by name: the pack no longer imports its nodes (and with them this module) on import.
+regions = importlib.import_module(load_pack().__name__ + ".hyperlora_core.regions")
 InputError = load_pack().hyperlora_core.errors.InputError
 
 
@@ -34,7 +37,10 @@ def test_thirds_split_at_a_third_and_two_thirds():
 def test_feather_ramps_across_the_seam_and_keeps_the_far_side():
     left, _ = regions.layout_masks("left | right", 8, 200, feather_pixels=20)
     row = left[0]
-    assert row[:40].eq(1).all() and row[-40:].eq(0).all()
+    # Full strength up to float rounding: the blur of the all-ones side sums the kernel's taps, 1 - 2e-7
+    # at torch 2.13 on CPU.
+    torch.testing.assert_close(row[:40], torch.ones(40))
+    assert row[-40:].eq(0).all()
     assert 0.4 < float(row[99]) < 0.6 and 0.4 < float(row[100]) < 0.6
     assert bool((row[1:] <= row[:-1] + 1e-6).all())  # falls monotonically
 

@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 from hls_comfy import COMFYUI_DIR, ROOT, TEST_PACK
-from pack import load_pack
+from pack import load_pack, node_classes
 
 LATENT = (1, 4, 16, 16)  # a 128 x 128 picture
 CFG = 3.0
@@ -67,7 +67,7 @@ def random_lora(pack, seed: int):
 
 
 def hooks(pack, model, lora, strength=1.0, start_at=0.0, end_at=1.0, ramp=0.0):
-    return pack.NODE_CLASS_MAPPINGS["HLS_LoRAHooks"]().make(model, lora, strength, start_at, end_at, ramp)[0]
+    return node_classes(pack)["HLS_LoRAHooks"].execute(model, lora, strength, start_at, end_at, ramp)[0]
 
 
 def sample(comfy, model, positive, negative, steps=1, callback=None):
@@ -83,10 +83,10 @@ def whole_picture(comfy, positive, negative, hook_group):
 
 
 def two_people(pack, positive, negative, hooks_a, hooks_b, feather=0, outside="base model"):
-    left, right, _, _ = pack.NODE_CLASS_MAPPINGS["HLS_RegionLayout"]().layout("left | right", 128, 128, feather, "")
-    return pack.NODE_CLASS_MAPPINGS["HLS_SeveralPeople"]().build(
+    left, right, _, _ = node_classes(pack)["HLS_RegionLayout"].execute("left | right", 128, 128, feather, "")
+    return node_classes(pack)["HLS_SeveralPeople"].execute(
         positive, negative, {"samples": torch.zeros(LATENT)}, outside,
-        hooks_1=hooks_a, region_1=left, hooks_2=hooks_b, region_2=right)
+        hooks_1=hooks_a, region_1=left, hooks_2=hooks_b, region_2=right).result
 
 
 def test_each_half_gets_its_own_identity(comfy, pack, tiny):
@@ -155,7 +155,7 @@ def test_hook_equals_apply_hyperlora_at_the_same_strength(comfy, pack, tiny):
     model, pos, neg, _ = tiny
     lora = random_lora(pack, 3)
     hooked = sample(comfy, model, *whole_picture(comfy, pos, neg, hooks(pack, model, lora, strength=0.7)))
-    (patched,) = pack.NODE_CLASS_MAPPINGS["HLS_ApplyLoRA"]().apply(model, lora, 0.7)
+    (patched,) = node_classes(pack)["HLS_ApplyLoRA"].execute(model, lora, 0.7)
     torch.testing.assert_close(hooked, sample(comfy, patched, pos, neg), rtol=1e-4, atol=1e-5)
 
 
@@ -189,14 +189,14 @@ def test_non_sdxl_model_and_foreign_lora_are_refused(comfy, pack, tiny):
 def test_outside_every_region_draws_the_base_model_or_identity_one(comfy, pack, tiny):
     model, pos, neg, _ = tiny
     a, b = hooks(pack, model, random_lora(pack, 1)), hooks(pack, model, random_lora(pack, 2))
-    left, right, _, _ = pack.NODE_CLASS_MAPPINGS["HLS_RegionLayout"]().layout("boxes", 128, 128, 0,
-                                                                               "0 0 0.25 1; 0.75 0 1 1")
+    left, right, _, _ = node_classes(pack)["HLS_RegionLayout"].execute("boxes", 128, 128, 0,
+                                                                       "0 0 0.25 1; 0.75 0 1 1")
     latent = {"samples": torch.zeros(LATENT)}
-    people = pack.NODE_CLASS_MAPPINGS["HLS_SeveralPeople"]()
-    base_gap = sample(comfy, model, *people.build(pos, neg, latent, "base model", hooks_1=a, region_1=left,
-                                                  hooks_2=b, region_2=right))
-    a_gap = sample(comfy, model, *people.build(pos, neg, latent, "identity 1", hooks_1=a, region_1=left,
-                                               hooks_2=b, region_2=right))
+    people = node_classes(pack)["HLS_SeveralPeople"]
+    base_gap = sample(comfy, model, *people.execute(pos, neg, latent, "base model", hooks_1=a, region_1=left,
+                                                    hooks_2=b, region_2=right).result)
+    a_gap = sample(comfy, model, *people.execute(pos, neg, latent, "identity 1", hooks_1=a, region_1=left,
+                                                 hooks_2=b, region_2=right).result)
     plain = sample(comfy, model, pos, neg)
     only_a = sample(comfy, model, *whole_picture(comfy, pos, neg, a))
     only_b = sample(comfy, model, *whole_picture(comfy, pos, neg, b))
