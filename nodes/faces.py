@@ -10,6 +10,7 @@ import torch
 
 from ..hyperlora_core.face_models import PROVIDER_CHOICES
 from ..hyperlora_core.errors import FaceModelError, HyperLoRAError, NoFaceError
+from .comfy_v3 import io, ui
 from .utils import (
     ANTELOPEV2_HELP,
     CATEGORY,
@@ -24,6 +25,7 @@ from .utils import (
 log = logging.getLogger(__name__)
 
 HYPERLORA_FACES = "HYPERLORA_FACES"
+Faces = io.Custom(HYPERLORA_FACES)
 PROVIDERS = list(PROVIDER_CHOICES)
 # Display name -> the core's choice ("largest", "most_confident" or a face index from the left).
 FACE_CHOICES = {"largest": "largest", "most confident": "most_confident", "leftmost": 0,
@@ -69,64 +71,59 @@ def get_analyzer(folder: str, provider: str):
     return _ANALYZERS[key]
 
 
-class LoadFaces:
-    DESCRIPTION = (
-        "Finds the face in each photo (one face per photo) and makes the crops HyperLoRA uses: the CLIP "
-        "crop (background greyed out by default), the ArcFace embedding and the crop for the Base-LoRA. "
-        "Feed several photos of the same person for a steadier likeness (their features are averaged). "
-        f"Needs the Python packages insightface and onnxruntime. {ANTELOPEV2_HELP} "
-        "A photo without a detectable face stops the run with a message naming the photo."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "load_faces"
-    RETURN_TYPES = (HYPERLORA_FACES, "IMAGE")
-    RETURN_NAMES = ("faces", "preview")
-    OUTPUT_TOOLTIPS = (
-        "The analysed faces, for 'HyperLoRA ID Embedding'.",
-        "One preview per photo: the photo with the face found (green box, landmarks, crop square), "
-        "the crop CLIP sees and the Base-LoRA crop.",
-    )
+class LoadFaces(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        photo_tip = "More photos of the same person (any size; a batch counts as several photos)."
+        return io.Schema(
+            node_id="HLS_LoadFaces",
+            display_name="Load Faces (HyperLoRA)",
+            category=CATEGORY,
+            description=(
+                "Finds the face in each photo (one face per photo) and makes the crops HyperLoRA uses: the CLIP "
+                "crop (background greyed out by default), the ArcFace embedding and the crop for the Base-LoRA. "
+                "Feed several photos of the same person for a steadier likeness (their features are averaged). "
+                f"Needs the Python packages insightface and onnxruntime. {ANTELOPEV2_HELP} "
+                "A photo without a detectable face stops the run with a message naming the photo. The preview of "
+                "each face found shows on the node itself, and the preview output gives the same images."
+            ),
+            inputs=[
+                io.Image.Input("images", tooltip="Photos of one person, one face each (a batch is several photos). "
+                                                 "Front-facing, well-lit faces work best."),
+                io.Combo.Input("face_model", options=list_face_model_folders(),
+                               tooltip="The insightface model folder under models/insightface/models (antelopev2)."),
+                io.Combo.Input("provider", options=PROVIDERS, default="auto",
+                               tooltip="Where ONNX Runtime runs the face models. auto: CUDA when onnxruntime-gpu is "
+                                       "installed, else the CPU (fast enough: a few photos take a second or two)."),
+                io.Combo.Input("face_choice", options=list(FACE_CHOICES), default="largest",
+                               tooltip="Which face to use when a photo shows several people: the largest, the one "
+                                       "the detector is surest of, or by position counted from the left."),
+                io.Boolean.Input("remove_background", default=True,
+                                 tooltip="Grey out everything but the face in the CLIP crop, as the released weights "
+                                         "were trained. Turn off to let hair and clothes influence the LoRA more."),
+                io.Boolean.Input("greyscale", default=False,
+                                 tooltip="Give CLIP a greyscale crop, so the photo's colours (lighting, make-up, "
+                                         "colour cast) carry less into the LoRA."),
+                io.Combo.Input("if_no_face", options=IF_NO_FACE, default="error",
+                               tooltip="error: stop and name the photo without a face. skip photo: leave it out with "
+                                       "a warning (the run still stops if no photo has a face)."),
+                io.Image.Input("images_2", optional=True, tooltip=photo_tip),
+                io.Image.Input("images_3", optional=True, tooltip=photo_tip),
+                io.Image.Input("images_4", optional=True, tooltip=photo_tip),
+            ],
+            outputs=[
+                Faces.Output("faces", display_name="faces",
+                             tooltip="The analysed faces, for 'HyperLoRA ID Embedding'."),
+                io.Image.Output("preview", display_name="preview",
+                                tooltip="One preview per photo: the photo with the face found (green box, landmarks, "
+                                        "crop square), the crop CLIP sees and the Base-LoRA crop."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        photo_tip = "More photos of the same person (any size; a batch counts as several photos)."
-        return {
-            "required": {
-                "images": ("IMAGE", {"tooltip": "Photos of one person, one face each (a batch is several photos). "
-                                                "Front-facing, well-lit faces work best."}),
-                "face_model": (list_face_model_folders(), {
-                    "tooltip": "The insightface model folder under models/insightface/models (antelopev2)."}),
-                "provider": (PROVIDERS, {
-                    "default": "auto",
-                    "tooltip": "Where ONNX Runtime runs the face models. auto: CUDA when onnxruntime-gpu is "
-                               "installed, else the CPU (fast enough: a few photos take a second or two)."}),
-                "face_choice": (list(FACE_CHOICES), {
-                    "default": "largest",
-                    "tooltip": "Which face to use when a photo shows several people: the largest, the one "
-                               "the detector is surest of, or by position counted from the left."}),
-                "remove_background": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "Grey out everything but the face in the CLIP crop, as the released weights "
-                               "were trained. Turn off to let hair and clothes influence the LoRA more."}),
-                "greyscale": ("BOOLEAN", {
-                    "default": False,
-                    "tooltip": "Give CLIP a greyscale crop, so the photo's colours (lighting, make-up, "
-                               "colour cast) carry less into the LoRA."}),
-                "if_no_face": (IF_NO_FACE, {
-                    "default": "error",
-                    "tooltip": "error: stop and name the photo without a face. skip photo: leave it out with "
-                               "a warning (the run still stops if no photo has a face)."}),
-            },
-            "optional": {
-                "images_2": ("IMAGE", {"tooltip": photo_tip}),
-                "images_3": ("IMAGE", {"tooltip": photo_tip}),
-                "images_4": ("IMAGE", {"tooltip": photo_tip}),
-            },
-        }
-
-    def load_faces(self, images, face_model: str, provider: str = "auto", face_choice: str = "largest",
-                   remove_background: bool = True, greyscale: bool = False, if_no_face: str = "error",
-                   images_2=None, images_3=None, images_4=None):
+    def execute(cls, images, face_model: str, provider: str = "auto", face_choice: str = "largest",
+                remove_background: bool = True, greyscale: bool = False, if_no_face: str = "error",
+                images_2=None, images_3=None, images_4=None) -> io.NodeOutput:
         photos: list[np.ndarray] = []
         sources: list[str] = []
         for slot, batch in (("images", images), ("images_2", images_2), ("images_3", images_3),
@@ -163,7 +160,8 @@ class LoadFaces:
             raise NoFaceError(no_face_message(", ".join(missing), None, analyzer))
         preview = uint8_to_image([np.asarray(r.preview) for r in results])
         log.info("HyperLoRA: found faces in %d photo(s)", len(results))
-        return (FaceBatch(results=results, sources=used), preview)
+        faces = FaceBatch(results=results, sources=used)
+        return io.NodeOutput(faces, preview, ui=ui.PreviewImage(preview, cls=cls))
 
 
 def no_face_message(source: str, photo: np.ndarray | None, analyzer) -> str:

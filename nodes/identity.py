@@ -10,7 +10,8 @@ import torch
 
 from ..hyperlora_core import IdentityFeatures
 from ..hyperlora_core.errors import HyperLoRAError
-from .faces import HYPERLORA_FACES
+from .comfy_v3 import io, ui
+from .faces import Faces
 from .utils import (
     CATEGORY,
     CLIP_URL,
@@ -20,11 +21,13 @@ from .utils import (
     progress_bar,
     require_input,
     save_in_output,
+    saved_text,
 )
 
 log = logging.getLogger(__name__)
 
 HYPERLORA_IDENTITY = "HYPERLORA_IDENTITY"
+Identity = io.Custom(HYPERLORA_IDENTITY)
 CLIP_SIZE = 224
 CLIP_SHAPE = (257, 1024)
 MAX_BLEND = 4
@@ -83,38 +86,36 @@ def clip_tokens(clip_vision, crops: list[np.ndarray], what: str) -> torch.Tensor
     return torch.cat(tokens)
 
 
-class IDEmbedding:
-    DESCRIPTION = (
-        "Turns the faces into the identity HyperLoRA reads: one ArcFace embedding and one set of CLIP "
-        "ViT-L/14 tokens per photo. Connect the core 'Load CLIP Vision' node with OpenAI CLIP ViT-L/14 "
-        f"(model.safetensors from {CLIP_URL}, in models/clip_vision; the reference pack's "
-        "models/hyper_lora/clip_vit/clip_vit_large_14/model.safetensors is listed too). Base-LoRA features "
-        "(a second CLIP pass) are made only when base_lora_features is on."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "embed"
-    RETURN_TYPES = (HYPERLORA_IDENTITY,)
-    RETURN_NAMES = ("identity",)
-    OUTPUT_TOOLTIPS = ("The person's identity features, for 'Generate HyperLoRA', 'Blend' or 'Save Identity'.",)
+class IDEmbedding(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_IDEmbedding",
+            display_name="HyperLoRA ID Embedding",
+            category=CATEGORY,
+            description=(
+                "Turns the faces into the identity HyperLoRA reads: one ArcFace embedding and one set of CLIP "
+                "ViT-L/14 tokens per photo. Connect the core 'Load CLIP Vision' node with OpenAI CLIP ViT-L/14 "
+                f"(model.safetensors from {CLIP_URL}, in models/clip_vision; the reference pack's "
+                "models/hyper_lora/clip_vit/clip_vit_large_14/model.safetensors is listed too). Base-LoRA features "
+                "(a second CLIP pass) are made only when base_lora_features is on."
+            ),
+            inputs=[
+                Faces.Input("faces", tooltip="The faces from 'Load Faces (HyperLoRA)'."),
+                io.ClipVision.Input("clip_vision", tooltip="OpenAI CLIP ViT-L/14 from the core 'Load CLIP Vision' "
+                                                           "node."),
+                io.Boolean.Input("base_lora_features", optional=True, default=False,
+                                 tooltip="Also encode the face-blurred crops that a checkpoint with Base-LoRA weights "
+                                         "reads (a second CLIP pass per photo). The released v1 variants have no "
+                                         "Base-LoRA: leave it off for them."),
+            ],
+            outputs=[Identity.Output("identity", display_name="identity",
+                                     tooltip="The person's identity features, for 'Generate HyperLoRA', 'Blend' or "
+                                             "'Save Identity'.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "faces": (HYPERLORA_FACES, {"tooltip": "The faces from 'Load Faces (HyperLoRA)'."}),
-                "clip_vision": ("CLIP_VISION", {
-                    "tooltip": "OpenAI CLIP ViT-L/14 from the core 'Load CLIP Vision' node."}),
-            },
-            "optional": {
-                "base_lora_features": ("BOOLEAN", {
-                    "default": False,
-                    "tooltip": "Also encode the face-blurred crops that a checkpoint with Base-LoRA weights reads "
-                               "(a second CLIP pass per photo). The released v1 variants have no Base-LoRA: "
-                               "leave it off for them."}),
-            },
-        }
-
-    def embed(self, faces, clip_vision, base_lora_features: bool = False):
+    def execute(cls, faces, clip_vision, base_lora_features: bool = False) -> io.NodeOutput:
         require_input(faces, "faces", "HYPERLORA_FACES", "the faces output of 'Load Faces (HyperLoRA)'",
                       accept=lambda v: isinstance(getattr(v, "results", None), list))
         require_input(clip_vision, "clip_vision", "a CLIP_VISION model",
@@ -136,109 +137,110 @@ class IDEmbedding:
             base = clip_tokens(clip_vision, base_crops, "Base-LoRA")
         sources = list(getattr(faces, "sources", [])) or [f"photo {i}" for i in range(len(results))]
         identity = IdentityFeatures(arcface=arcface, clip_tokens=tokens, base_clip_tokens=base, sources=sources)
-        return (identity,)
+        return io.NodeOutput(identity)
 
 
-class BlendIdentities:
-    DESCRIPTION = (
-        "Mixes two to four identities into one, for look-alikes and sliders. The mix happens where several "
-        "photos of one person are combined (on the hyper-network's per-photo outputs, before they become "
-        "LoRA weights), so a 50/50 blend is like giving the photos of both people. Weights are relative."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "blend"
-    RETURN_TYPES = (HYPERLORA_IDENTITY,)
-    RETURN_NAMES = ("identity",)
-    OUTPUT_TOOLTIPS = ("The blended identity.",)
+def _weight_input(name: str, optional: bool = False):
+    return io.Float.Input(name, optional=optional, default=0.5, min=0.0, max=10.0, step=0.05,
+                          tooltip="How much this identity counts, relative to the others (0 leaves it out).")
+
+
+class BlendIdentities(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        more = []
+        for i in range(3, MAX_BLEND + 1):
+            more += [Identity.Input(f"identity_{i}", optional=True, tooltip="Another identity (optional)."),
+                     _weight_input(f"weight_{i}", optional=True)]
+        return io.Schema(
+            node_id="HLS_BlendIdentities",
+            display_name="Blend HyperLoRA Identities",
+            category=CATEGORY,
+            description=(
+                "Mixes two to four identities into one, for look-alikes and sliders. The mix happens where several "
+                "photos of one person are combined (on the hyper-network's per-photo outputs, before they become "
+                "LoRA weights), so a 50/50 blend is like giving the photos of both people. Weights are relative."
+            ),
+            inputs=[
+                Identity.Input("identity_1", tooltip="First identity."),
+                _weight_input("weight_1"),
+                Identity.Input("identity_2", tooltip="Second identity."),
+                _weight_input("weight_2"),
+                *more,
+            ],
+            outputs=[Identity.Output("identity", display_name="identity", tooltip="The blended identity.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        def weight(default: float):
-            return ("FLOAT", {"default": default, "min": 0.0, "max": 10.0, "step": 0.05,
-                              "tooltip": "How much this identity counts, relative to the others (0 leaves it out)."})
-        required = {
-            "identity_1": (HYPERLORA_IDENTITY, {"tooltip": "First identity."}),
-            "weight_1": weight(0.5),
-            "identity_2": (HYPERLORA_IDENTITY, {"tooltip": "Second identity."}),
-            "weight_2": weight(0.5),
-        }
-        optional = {}
-        for i in range(3, MAX_BLEND + 1):
-            optional[f"identity_{i}"] = (HYPERLORA_IDENTITY, {"tooltip": "Another identity (optional)."})
-            optional[f"weight_{i}"] = weight(0.5)
-        return {"required": required, "optional": optional}
-
-    def blend(self, identity_1, weight_1, identity_2, weight_2, **more):
+    def execute(cls, identity_1, weight_1, identity_2, weight_2, **more) -> io.NodeOutput:
         parts = [(identity_1, weight_1), (identity_2, weight_2)]
         for i in range(3, MAX_BLEND + 1):
             identity = more.get(f"identity_{i}")
             if identity is not None:
                 parts.append((identity, more.get(f"weight_{i}", 0.5)))
-        return (IdentityFeatures.blend(parts),)
+        return io.NodeOutput(IdentityFeatures.blend(parts))
 
 
-class SaveIdentity:
-    DESCRIPTION = (
-        "Stores an identity as a small .safetensors file (about 1 MB per photo) in ComfyUI's output folder "
-        f"(default output/{IDENTITY_SUBFOLDER}/), so it can be loaded later without the photos or the face "
-        "models. Never overwrites a file. Identity files hold biometric data: keep them private."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "save"
-    OUTPUT_NODE = True
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("filename",)
-    OUTPUT_TOOLTIPS = ("The saved file, relative to the output folder.",)
+class SaveIdentity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_SaveIdentity",
+            display_name="Save HyperLoRA Identity",
+            category=CATEGORY,
+            description=(
+                "Stores an identity as a small .safetensors file (about 1 MB per photo) in ComfyUI's output folder "
+                f"(default output/{IDENTITY_SUBFOLDER}/), so it can be loaded later without the photos or the face "
+                "models, and shows the file's name. Never overwrites a file. Identity files hold biometric data: "
+                "keep them private."
+            ),
+            is_output_node=True,
+            inputs=[
+                Identity.Input("identity", tooltip="The identity to store."),
+                io.String.Input("filename_prefix", default=f"{IDENTITY_SUBFOLDER}/person",
+                                tooltip="File name inside the output folder; a counter is added. Files saved under "
+                                        f"{IDENTITY_SUBFOLDER}/ show up in 'Load HyperLoRA Identity'."),
+            ],
+            outputs=[io.String.Output("filename", display_name="filename",
+                                      tooltip="The saved file, relative to the output folder.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "identity": (HYPERLORA_IDENTITY, {"tooltip": "The identity to store."}),
-                "filename_prefix": ("STRING", {
-                    "default": f"{IDENTITY_SUBFOLDER}/person",
-                    "tooltip": "File name inside the output folder; a counter is added. Files saved under "
-                               f"{IDENTITY_SUBFOLDER}/ show up in 'Load HyperLoRA Identity'."}),
-            }
-        }
-
-    def save(self, identity, filename_prefix: str):
+    def execute(cls, identity, filename_prefix: str) -> io.NodeOutput:
         require_input(identity, "identity", "a HYPERLORA_IDENTITY",
                       "the output of 'HyperLoRA ID Embedding', 'Blend HyperLoRA Identities' or 'Load HyperLoRA Identity'",
                       accept=lambda v: isinstance(v, IdentityFeatures))
-        return save_in_output(filename_prefix, "identity", identity.save)
+        rel = save_in_output(filename_prefix, "identity", identity.save)
+        return io.NodeOutput(rel, ui=ui.PreviewText(saved_text(rel)))
 
 
-class LoadIdentity:
-    DESCRIPTION = (
-        "Loads an identity saved by 'Save HyperLoRA Identity', from models/hyperlora_identities/ or "
-        f"output/{IDENTITY_SUBFOLDER}/ (extra_model_paths.yaml key 'hyperlora_identities'). No photos, "
-        "face models or CLIP needed."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (HYPERLORA_IDENTITY,)
-    RETURN_NAMES = ("identity",)
-    OUTPUT_TOOLTIPS = ("The stored identity.",)
+class LoadIdentity(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_LoadIdentity",
+            display_name="Load HyperLoRA Identity",
+            category=CATEGORY,
+            description=(
+                "Loads an identity saved by 'Save HyperLoRA Identity', from models/hyperlora_identities/ or "
+                f"output/{IDENTITY_SUBFOLDER}/ (extra_model_paths.yaml key 'hyperlora_identities'). No photos, "
+                "face models or CLIP needed."
+            ),
+            inputs=[io.Combo.Input("identity_name", options=list_identity_files(), tooltip="A saved identity file.")],
+            outputs=[Identity.Output("identity", display_name="identity", tooltip="The stored identity.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "identity_name": (list_identity_files(), {"tooltip": "A saved identity file."}),
-            }
-        }
-
-    @classmethod
-    def IS_CHANGED(cls, identity_name: str):
+    def fingerprint_inputs(cls, identity_name: str):
         # A file saved again under the same name is read again.
         try:
             return os.path.getmtime(identity_file_path(identity_name))
         except HyperLoRAError:
             return float("nan")  # never equal to itself: the error is shown when the node runs
 
-    def load(self, identity_name: str):
+    @classmethod
+    def execute(cls, identity_name: str) -> io.NodeOutput:
         require_input(identity_name, "identity_name", "the name of a saved identity file",
                       "pick one in the list (saved by 'Save HyperLoRA Identity')",
                       accept=lambda v: isinstance(v, str) and v.strip() != "")
-        return (IdentityFeatures.load(identity_file_path(identity_name)),)
+        return io.NodeOutput(IdentityFeatures.load(identity_file_path(identity_name)))

@@ -9,6 +9,7 @@ import torch
 
 from ..hyperlora_core import HyperLoRA
 from ..hyperlora_core.errors import HyperLoRAError
+from .comfy_v3 import io
 from .utils import CATEGORY, HF_URL, comfy_module, hyperlora_folder_path, list_hyperlora_folders, require_input
 
 log = logging.getLogger(__name__)
@@ -52,41 +53,42 @@ def choose_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.float16 if mm.should_use_fp16(device) else torch.float32
 
 
-class LoadHyperLoRA:
-    DESCRIPTION = (
-        "Loads a HyperLoRA checkpoint folder: the network that turns face features into an SDXL LoRA. "
-        "Put a variant folder (sdxl_hyper_id_lora_v1_fidelity for likeness or sdxl_hyper_id_lora_v1_edit "
-        "for prompt editability, each with hyper_lora_modules.json, hyper_lora_modules.safetensors, "
-        f"resampler.safetensors and id_projector.safetensors) in ComfyUI/models/hyperlora/ (the reference "
-        f"pack's models/hyper_lora/hyper_lora/ and extra_model_paths.yaml key 'hyperlora' work too). "
-        f"Download: {HF_URL} (licence CC BY-NC 4.0). The network is managed by ComfyUI: it goes to the GPU "
-        "while generating and gives the memory back to other models afterwards."
-    )
-    CATEGORY = CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (HYPERLORA_MODEL,)
-    RETURN_NAMES = ("hyperlora",)
-    OUTPUT_TOOLTIPS = ("The HyperLoRA network, for 'Generate HyperLoRA'.",)
+HyperLoRAModel = io.Custom(HYPERLORA_MODEL)
+
+
+class LoadHyperLoRA(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_LoadHyperLoRA",
+            display_name="Load HyperLoRA",
+            category=CATEGORY,
+            description=(
+                "Loads a HyperLoRA checkpoint folder: the network that turns face features into an SDXL LoRA. "
+                "Put a variant folder (sdxl_hyper_id_lora_v1_fidelity for likeness or sdxl_hyper_id_lora_v1_edit "
+                "for prompt editability, each with hyper_lora_modules.json, hyper_lora_modules.safetensors, "
+                f"resampler.safetensors and id_projector.safetensors) in ComfyUI/models/hyperlora/ (the reference "
+                f"pack's models/hyper_lora/hyper_lora/ and extra_model_paths.yaml key 'hyperlora' work too). "
+                f"Download: {HF_URL} (licence CC BY-NC 4.0). The network is managed by ComfyUI: it goes to the GPU "
+                "while generating and gives the memory back to other models afterwards."
+            ),
+            inputs=[
+                io.Combo.Input("hyperlora_name", options=list_hyperlora_folders(),
+                               tooltip="A checkpoint folder from models/hyperlora or models/hyper_lora/hyper_lora "
+                                       "(a folder holding hyper_lora_modules.json)."),
+                io.Combo.Input("dtype", options=["auto", "float16", "bfloat16", "float32"], default="auto",
+                               tooltip="Precision of the network in memory. auto: float16 (the release's precision) "
+                                       "where the device supports it. float32 doubles the memory (about 6 GB)."),
+                io.Combo.Input("device", options=["auto", "cpu"], default="auto",
+                               tooltip="auto: ComfyUI's device (the GPU unless ComfyUI runs with --cpu). cpu: keep the "
+                                       "network off the GPU (slower, frees about 3 GB of VRAM)."),
+            ],
+            outputs=[HyperLoRAModel.Output("hyperlora", display_name="hyperlora",
+                                           tooltip="The HyperLoRA network, for 'Generate HyperLoRA'.")],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "hyperlora_name": (list_hyperlora_folders(), {
-                    "tooltip": "A checkpoint folder from models/hyperlora or models/hyper_lora/hyper_lora "
-                               "(a folder holding hyper_lora_modules.json)."}),
-                "dtype": (["auto", "float16", "bfloat16", "float32"], {
-                    "default": "auto",
-                    "tooltip": "Precision of the network in memory. auto: float16 (the release's precision) "
-                               "where the device supports it. float32 doubles the memory (about 6 GB)."}),
-                "device": (["auto", "cpu"], {
-                    "default": "auto",
-                    "tooltip": "auto: ComfyUI's device (the GPU unless ComfyUI runs with --cpu). cpu: keep the "
-                               "network off the GPU (slower, frees about 3 GB of VRAM)."}),
-            }
-        }
-
-    def load(self, hyperlora_name: str, dtype: str = "auto", device: str = "auto"):
+    def execute(cls, hyperlora_name: str, dtype: str = "auto", device: str = "auto") -> io.NodeOutput:
         require_input(hyperlora_name, "hyperlora_name", "the name of a checkpoint folder",
                       f"pick one in the list (folders under models/hyperlora, from {HF_URL})",
                       accept=lambda v: isinstance(v, str) and v.strip() != "")
@@ -105,4 +107,4 @@ class LoadHyperLoRA:
         offload = torch.device("cpu")
         patcher = patcher_mod.ModelPatcher(holder, load_device=load_device, offload_device=offload)
         log.info("HyperLoRA %s ready (%s, runs on %s)", hyperlora_name, torch_dtype, load_device)
-        return (LoadedHyperLoRA(network=network, patcher=patcher, name=hyperlora_name),)
+        return io.NodeOutput(LoadedHyperLoRA(network=network, patcher=patcher, name=hyperlora_name))

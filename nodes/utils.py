@@ -91,16 +91,21 @@ def register_model_folders() -> None:
 MIN_COMFYUI = "0.3.48"
 
 
+def _importable(name: str) -> bool:
+    """Whether `name` can be imported, without importing it (its parent packages are imported)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing parent package, or an import hook that refuses the name
+        return False
+
+
 def check_comfyui_version() -> bool:
     """Inside ComfyUI (folder_paths importable), log an error when its V3 node API is missing: such a
     ComfyUI (older than 0.3.47) loads no node of this pack. True when the API is there or there is
     no ComfyUI at all."""
-    if importlib.util.find_spec("folder_paths") is None:
+    if not _importable("folder_paths"):
         return True
-    try:
-        found = importlib.util.find_spec("comfy_api.v0_0_2") is not None
-    except ImportError:
-        found = False
+    found = _importable("comfy_api.v0_0_2")
     if not found:
         log.error("HyperLoRA Studio needs ComfyUI %s or newer (its V3 node API, comfy_api.v0_0_2, is missing); "
                   "update ComfyUI and restart it. None of its nodes is loaded.", MIN_COMFYUI)

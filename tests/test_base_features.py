@@ -32,7 +32,7 @@ def tiny_clip(tmp_path_factory):
 
 def _faces(pack, n: int):
     photos = torch.cat([_photo(True, seed) for seed in range(n)])
-    faces, _ = nodes(pack)["HLS_LoadFaces"]().load_faces(photos, "antelopev2", "CPU", "largest", True, False, "error")
+    faces, _ = nodes(pack)["HLS_LoadFaces"].execute(photos, "antelopev2", "CPU", "largest", True, False, "error")
     return faces
 
 
@@ -46,12 +46,12 @@ def test_the_new_input_is_an_optional_boolean_after_the_old_ones(pack):
 def test_base_lora_features_are_made_only_when_asked(pack, fake_comfy, face_models):
     faces = _faces(pack, 3)
     clip = FakeClipVision()
-    (identity,) = nodes(pack)["HLS_IDEmbedding"]().embed(faces, clip)  # an old workflow: no value, the default
+    (identity,) = nodes(pack)["HLS_IDEmbedding"].execute(faces, clip)  # an old workflow: no value, the default
     assert identity.base_clip_tokens is None
     assert [shape[0] for shape, _ in clip.seen] == [3]  # one CLIP pass, all photos in one batch
 
     clip = FakeClipVision()
-    (with_base,) = nodes(pack)["HLS_IDEmbedding"]().embed(faces, clip, base_lora_features=True)
+    (with_base,) = nodes(pack)["HLS_IDEmbedding"].execute(faces, clip, base_lora_features=True)
     assert tuple(with_base.base_clip_tokens.shape) == (3, 257, 1024)
     assert [shape[0] for shape, _ in clip.seen] == [3, 3]  # the face crops, then the Base-LoRA crops
     torch.testing.assert_close(with_base.clip_tokens, identity.clip_tokens)
@@ -61,18 +61,18 @@ def test_a_base_lora_from_an_identity_without_its_features_is_empty_and_says_so(
                                                                                  caplog):
     make_release_folder(Path(fake_comfy.fp.models_dir) / "hyperlora" / "with_base", with_base=True,
                         dim=64, depth=1, inner=64, hyper_dim=16, seed=9)
-    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"]().load("with_base", "float32", "cpu")
+    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"].execute("with_base", "float32", "cpu")
     faces = _faces(pack, 2)
-    (identity,) = nodes(pack)["HLS_IDEmbedding"]().embed(faces, FakeClipVision())
+    (identity,) = nodes(pack)["HLS_IDEmbedding"].execute(faces, FakeClipVision())
     with caplog.at_level(logging.WARNING):
-        id_lora, base = nodes(pack)["HLS_GenerateLoRA"]().generate(handle, identity)
+        id_lora, base = nodes(pack)["HLS_GenerateLoRA"].execute(handle, identity)
     assert len(id_lora) > 0 and len(base) == 0
     assert any("Base-LoRA" in r.getMessage() and "empty" in r.getMessage() for r in caplog.records)
 
-    (identity,) = nodes(pack)["HLS_IDEmbedding"]().embed(faces, FakeClipVision(), base_lora_features=True)
+    (identity,) = nodes(pack)["HLS_IDEmbedding"].execute(faces, FakeClipVision(), base_lora_features=True)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        _, base = nodes(pack)["HLS_GenerateLoRA"]().generate(handle, identity)
+        _, base = nodes(pack)["HLS_GenerateLoRA"].execute(handle, identity)
     assert len(base) == len(id_lora) and not caplog.records
 
 
@@ -143,12 +143,12 @@ def test_the_node_chain_and_the_command_line_give_the_same_lora(pack, fake_comfy
     shutil.copytree(models / "hyperlora" / "sdxl_hyper_id_lora_v1_fidelity",
                     Path(fake_comfy.fp.models_dir) / "hyperlora" / "fidelity")
     images = [torch.from_numpy(np.array(Image.open(p).convert("RGB"))).float().div(255)[None] for p in photos]
-    faces, _ = nodes(pack)["HLS_LoadFaces"]().load_faces(images[0], "antelopev2", "CPU", "largest", True, False,
+    faces, _ = nodes(pack)["HLS_LoadFaces"].execute(images[0], "antelopev2", "CPU", "largest", True, False,
                                                          "error", images_2=images[1])
-    (identity,) = nodes(pack)["HLS_IDEmbedding"]().embed(
+    (identity,) = nodes(pack)["HLS_IDEmbedding"].execute(
         faces, StandInClipVision(models / "hyper_lora" / "clip_vit" / "clip_vit_large_14"))
-    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"]().load("fidelity", "float16", "cpu")
-    id_lora, _ = nodes(pack)["HLS_GenerateLoRA"]().generate(handle, identity)
+    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"].execute("fidelity", "float16", "cpu")
+    id_lora, _ = nodes(pack)["HLS_GenerateLoRA"].execute(handle, identity)
 
     written = load_file(str(out))
     assert set(written) == set(id_lora)

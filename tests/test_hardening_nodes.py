@@ -13,7 +13,7 @@ from test_nodes import FakeClip, FakePatcher, _identity, fake_comfy, loaded, nod
 
 
 def _node(pack, node_id):
-    return nodes(pack)[node_id]()
+    return nodes(pack)[node_id]
 
 
 def _error(pack):
@@ -22,7 +22,7 @@ def _error(pack):
 
 @pytest.fixture
 def id_lora(pack, loaded):
-    return _node(pack, "HLS_GenerateLoRA").generate(loaded, _identity(pack))[0]
+    return _node(pack, "HLS_GenerateLoRA").execute(loaded, _identity(pack))[0]
 
 
 def _all_files(root: Path) -> list[Path]:
@@ -34,31 +34,31 @@ def _all_files(root: Path) -> list[Path]:
 def test_generate_without_identity_names_the_input_and_what_to_connect(pack, loaded):
     with pytest.raises(_error(pack), match=r"input 'identity' needs a HYPERLORA_IDENTITY but got nothing.*"
                                            r"connect the output of 'HyperLoRA ID Embedding'"):
-        _node(pack, "HLS_GenerateLoRA").generate(loaded, None)
+        _node(pack, "HLS_GenerateLoRA").execute(loaded, None)
 
 
 def test_generate_given_the_wrong_objects(pack, loaded):
     with pytest.raises(_error(pack), match=r"input 'hyperlora' needs a HYPERLORA_MODEL but got a str.*'Load HyperLoRA'"):
-        _node(pack, "HLS_GenerateLoRA").generate("tiny", _identity(pack))
+        _node(pack, "HLS_GenerateLoRA").execute("tiny", _identity(pack))
     with pytest.raises(_error(pack), match=r"input 'identity' .* got a dict"):
-        _node(pack, "HLS_GenerateLoRA").generate(loaded, {"arcface": None})
+        _node(pack, "HLS_GenerateLoRA").execute(loaded, {"arcface": None})
 
 
 @pytest.mark.parametrize("model, found", [(None, "nothing"), ("sdxl.safetensors", "a str"), (torch.zeros(1), "a Tensor")])
 def test_apply_given_something_that_is_not_a_model(pack, fake_comfy, id_lora, model, found):
     with pytest.raises(_error(pack), match=rf"input 'model' needs a MODEL .* got {found}.*connect the MODEL output "
                                            r"of 'Load Checkpoint'"):
-        _node(pack, "HLS_ApplyLoRA").apply(model, id_lora, 0.85)
+        _node(pack, "HLS_ApplyLoRA").execute(model, id_lora, 0.85)
 
 
 def test_apply_given_something_that_is_not_a_lora(pack, fake_comfy):
     model = FakePatcher(fake_comfy.model_base.SDXL())
     with pytest.raises(_error(pack), match=r"input 'lora' needs a LORA_MODEL .* got a str.*id_lora output"):
-        _node(pack, "HLS_ApplyLoRA").apply(model, "my_lora", 0.85)
+        _node(pack, "HLS_ApplyLoRA").execute(model, "my_lora", 0.85)
     with pytest.raises(_error(pack), match=r"input 'base_lora' needs a LORA_MODEL .* got a list"):
-        _node(pack, "HLS_ApplyLoRA").apply(model, {"a.alpha": torch.tensor(1.0)}, 0.85, base_lora=[1])
+        _node(pack, "HLS_ApplyLoRA").execute(model, {"a.alpha": torch.tensor(1.0)}, 0.85, base_lora=[1])
     with pytest.raises(_error(pack), match=r"input 'strength' needs a number but got a str"):
-        _node(pack, "HLS_ApplyLoRA").apply(model, {"a.alpha": torch.tensor(1.0)}, "0.85")
+        _node(pack, "HLS_ApplyLoRA").execute(model, {"a.alpha": torch.tensor(1.0)}, "0.85")
 
 
 def test_apply_refuses_a_nan_lora(pack, fake_comfy, id_lora):
@@ -66,44 +66,44 @@ def test_apply_refuses_a_nan_lora(pack, fake_comfy, id_lora):
     key = next(iter(id_lora))
     id_lora[key] = torch.full_like(id_lora[key], float("nan"))
     with pytest.raises(_error(pack), match=r"ID-LoRA \(made from the checkpoint 'tiny'\) holds NaN"):
-        _node(pack, "HLS_ApplyLoRA").apply(model, id_lora, 0.85)
+        _node(pack, "HLS_ApplyLoRA").execute(model, id_lora, 0.85)
     assert model.patches == {}
 
 
 def test_save_lora_without_a_lora(pack, fake_comfy):
     with pytest.raises(_error(pack), match=r"input 'lora' needs a LORA_MODEL .* got nothing"):
-        _node(pack, "HLS_SaveLoRA").save(None, "loras/x")
+        _node(pack, "HLS_SaveLoRA").execute(None, "loras/x")
 
 
 def test_prompt_given_the_wrong_clip_or_text(pack):
     with pytest.raises(_error(pack), match=r"input 'clip' needs a CLIP .* got a str.*'Load Checkpoint'"):
-        _node(pack, "HLS_TriggerPrompt").encode("clip", "a photo")
+        _node(pack, "HLS_TriggerPrompt").execute("clip", "a photo")
     with pytest.raises(_error(pack), match=r"input 'text' needs text but got a int"):
-        _node(pack, "HLS_TriggerPrompt").encode(FakeClip(), 5)
+        _node(pack, "HLS_TriggerPrompt").execute(FakeClip(), 5)
 
 
 def test_identity_nodes_given_nothing(pack, fake_comfy):
     with pytest.raises(_error(pack), match=r"input 'faces' needs HYPERLORA_FACES but got nothing.*'Load Faces"):
-        _node(pack, "HLS_IDEmbedding").embed(None, object())
+        _node(pack, "HLS_IDEmbedding").execute(None, object())
     with pytest.raises(_error(pack), match=r"input 'identity' needs a HYPERLORA_IDENTITY but got a str"):
-        _node(pack, "HLS_SaveIdentity").save("alice", "hyperlora_identities/alice")
+        _node(pack, "HLS_SaveIdentity").execute("alice", "hyperlora_identities/alice")
     with pytest.raises(_error(pack), match=r"Identity 1 to blend is NoneType"):
-        _node(pack, "HLS_BlendIdentities").blend(None, 0.5, _identity(pack), 0.5)
+        _node(pack, "HLS_BlendIdentities").execute(None, 0.5, _identity(pack), 0.5)
     with pytest.raises(_error(pack), match=r"input 'identity_name' needs the name of a saved identity file"):
-        _node(pack, "HLS_LoadIdentity").load(None)
+        _node(pack, "HLS_LoadIdentity").execute(None)
 
 
 def test_load_hyperlora_without_a_name(pack, fake_comfy):
     with pytest.raises(_error(pack), match=r"input 'hyperlora_name' needs the name of a checkpoint folder.*"
                                            r"bytedance-research/HyperLoRA"):
-        _node(pack, "HLS_LoadHyperLoRA").load(None, "auto", "auto")
+        _node(pack, "HLS_LoadHyperLoRA").execute(None, "auto", "auto")
 
 
 def test_load_faces_given_a_string_as_images(pack, fake_comfy):
     with pytest.raises(_error(pack), match=r"input 'images' needs an IMAGE batch but got a str.*'Load Image'"):
-        _node(pack, "HLS_LoadFaces").load_faces("photo.jpg", "antelopev2")
+        _node(pack, "HLS_LoadFaces").execute("photo.jpg", "antelopev2")
     with pytest.raises(_error(pack), match=r"input 'images_2' needs an IMAGE batch but got a Tensor"):
-        _node(pack, "HLS_LoadFaces").load_faces(torch.zeros(1, 64, 64, 3), "antelopev2", images_2=torch.zeros(3))
+        _node(pack, "HLS_LoadFaces").execute(torch.zeros(1, 64, 64, 3), "antelopev2", images_2=torch.zeros(3))
 
 
 # -- output names ----------------------------------------------------------------------------------
@@ -114,9 +114,9 @@ def test_save_through_a_symlink_inside_the_output_folder_is_refused(pack, fake_c
     output = Path(fake_comfy.fp.output_dir)
     (output / "loras").symlink_to(outside, target_is_directory=True)
     with pytest.raises(_error(pack), match="points outside ComfyUI's output folder.*links"):
-        _node(pack, "HLS_SaveLoRA").save(id_lora, "loras/person")
+        _node(pack, "HLS_SaveLoRA").execute(id_lora, "loras/person")
     with pytest.raises(_error(pack), match="points outside ComfyUI's output folder"):
-        _node(pack, "HLS_SaveIdentity").save(_identity(pack), "loras/deeper/alice")
+        _node(pack, "HLS_SaveIdentity").execute(_identity(pack), "loras/deeper/alice")
     assert _all_files(outside) == [] and not (outside / "deeper").exists()
 
 
@@ -125,7 +125,7 @@ def test_a_link_named_like_the_next_file_is_skipped_never_followed(pack, fake_co
     output = Path(fake_comfy.fp.output_dir)
     (output / "loras").mkdir()
     (output / "loras" / "person_00001_.safetensors").symlink_to(outside)  # a dangling link
-    saved = _node(pack, "HLS_SaveLoRA").save(id_lora, "loras/person")["result"][0]
+    saved = _node(pack, "HLS_SaveLoRA").execute(id_lora, "loras/person")[0]
     assert saved == "loras/person_00002_.safetensors"
     assert not outside.exists()
 
@@ -136,7 +136,7 @@ def test_a_symlinked_output_folder_itself_is_fine(pack, fake_comfy, id_lora):
     link = fake_comfy.root / "linked_output"
     link.symlink_to(real, target_is_directory=True)
     fake_comfy.fp.output_dir = str(link)
-    saved = _node(pack, "HLS_SaveLoRA").save(id_lora, "loras/person")["result"][0]
+    saved = _node(pack, "HLS_SaveLoRA").execute(id_lora, "loras/person")[0]
     assert (real / saved).is_file()
 
 
@@ -148,7 +148,7 @@ def test_a_symlinked_output_folder_itself_is_fine(pack, fake_comfy, id_lora):
 ])
 def test_bad_prefix_names_say_what_is_allowed(pack, fake_comfy, id_lora, prefix, message):
     with pytest.raises(_error(pack), match=message):
-        _node(pack, "HLS_SaveLoRA").save(id_lora, prefix)
+        _node(pack, "HLS_SaveLoRA").execute(id_lora, prefix)
     assert _all_files(Path(fake_comfy.fp.output_dir)) == []
 
 
@@ -156,12 +156,12 @@ def test_save_refuses_a_nan_lora_and_writes_nothing(pack, fake_comfy, id_lora):
     key = next(k for k in id_lora if k.endswith("lora_down.weight"))
     id_lora[key] = id_lora[key].clone().fill_(float("inf"))
     with pytest.raises(_error(pack), match="holds NaN or infinite values.*not used"):
-        _node(pack, "HLS_SaveLoRA").save(id_lora, "loras/person")
+        _node(pack, "HLS_SaveLoRA").execute(id_lora, "loras/person")
     assert _all_files(Path(fake_comfy.fp.output_dir)) == []
 
 
 def test_save_into_an_output_subfolder_that_is_a_file(pack, fake_comfy, id_lora):
     (Path(fake_comfy.fp.output_dir) / "loras").write_text("not a folder")
     with pytest.raises(_error(pack), match="is a file, not a folder|not a directory"):
-        _node(pack, "HLS_SaveLoRA").save(id_lora, "loras/person")
+        _node(pack, "HLS_SaveLoRA").execute(id_lora, "loras/person")
     assert os.path.isfile(Path(fake_comfy.fp.output_dir) / "loras")

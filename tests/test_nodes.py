@@ -20,7 +20,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
-from pack import PACK, load_pack  # noqa: E402
+STANDIN = ROOT / "tests" / "standin"
+from node_contract import load_contract  # noqa: E402
+from pack import PACK, load_pack, node_classes  # noqa: E402
 REFERENCE_IDS = {
     "HyperLoRAConfig", "HyperLoRALoader", "HyperLoRAFaceAttr", "HyperLoRAIDCond", "HyperLoRABaseCond",
     "HyperLoRAGenerateIDLoRA", "HyperLoRAGenerateBaseLoRA", "HyperLoRAApplyLoRA", "HyperLoRASaveLoRA",
@@ -29,6 +31,7 @@ REFERENCE_IDS = {
 CORE_TYPES = {"IMAGE", "MODEL", "CLIP", "CLIP_VISION", "CONDITIONING", "STRING", "LORA_MODEL", "INT", "FLOAT",
               "BOOLEAN", "HOOKS", "MASK", "LATENT"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+NODE_IDS = sorted(load_contract())  # every node id a saved workflow may name
 
 
 @pytest.fixture(scope="module")
@@ -37,47 +40,83 @@ def pack():
 
 
 def nodes(pack):
-    return pack.NODE_CLASS_MAPPINGS
+    """Node id -> V3 node class, as ComfyUI registers them."""
+    return node_classes(pack)
 
 
 # -- import and declarations ---------------------------------------------------------------------
 
-def test_pack_imports_without_comfyui_or_insightface():
-    """A fresh interpreter where comfy, folder_paths and insightface cannot be imported."""
+def _fresh_interpreter(body: str, blocked: tuple[str, ...], standin: bool) -> subprocess.CompletedProcess:
+    """Run `body` in a new Python where the `blocked` top-level modules cannot be imported, after
+    importing the pack as ComfyUI does (as `m`); with the comfy_api stand-in on sys.path or not."""
     code = textwrap.dedent(f"""
-        import importlib.abc, importlib.util, sys
+        import asyncio, importlib.abc, importlib.util, sys
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] in ('comfy', 'folder_paths', 'insightface', 'onnxruntime', 'cv2'):
+                if name.split('.')[0] in {blocked!r}:
                     raise ImportError('blocked ' + name)
         sys.meta_path.insert(0, Block())
+        sys.path = [p for p in sys.path if p not in ('', {str(ROOT)!r}, {str(STANDIN)!r})]
+        if {standin!r}:
+            sys.path.insert(0, {str(STANDIN)!r})
         spec = importlib.util.spec_from_file_location('pack', {str(ROOT / '__init__.py')!r},
                                                       submodule_search_locations=[{str(ROOT)!r}])
         m = importlib.util.module_from_spec(spec); sys.modules['pack'] = m; spec.loader.exec_module(m)
-        for cls in m.NODE_CLASS_MAPPINGS.values():
+    """) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+NO_COMFYUI = ("comfy", "folder_paths", "insightface", "onnxruntime", "cv2")
+
+
+def test_pack_imports_without_comfyui_or_insightface_and_its_entry_point_gives_every_node():
+    """A fresh interpreter where comfy, folder_paths and insightface cannot be imported (comfy_api is
+    the stand-in): the entry point's extension lists every node, and each builds its schema."""
+    out = _fresh_interpreter("""
+        extension = asyncio.run(m.comfy_entrypoint())
+        node_list = asyncio.run(extension.get_node_list())
+        for cls in node_list:
             cls.INPUT_TYPES()
-        print(len(m.NODE_CLASS_MAPPINGS))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        print(' '.join(sorted(cls.GET_SCHEMA().node_id for cls in node_list)))
+    """, NO_COMFYUI, standin=True)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) == len(load_pack().NODE_CLASS_MAPPINGS)  # every node, none lost
+    assert out.stdout.split() == NODE_IDS  # every node, none lost, none twice
+
+
+def test_pack_imports_without_comfy_api_at_all():
+    """Without comfy_api (no ComfyUI, or one older than the V3 API) importing the pack still works;
+    only asking it for its nodes fails, saying which ComfyUI is needed."""
+    out = _fresh_interpreter("""
+        assert callable(m.comfy_entrypoint)
+        print(sorted(k for k in sys.modules if k.split('.')[0] in ('comfy_api', 'comfy', 'folder_paths')))
+        try:
+            asyncio.run(m.comfy_entrypoint())
+        except ImportError as exc:
+            print(exc)
+    """, NO_COMFYUI + ("comfy_api",), standin=False)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[]"
+    assert "ComfyUI 0.3.48 or newer" in lines[1] and "comfy_api.v0_0_2" in lines[1]
 
 
 def test_import_does_no_work():
-    """Importing the pack loads no face library, no ComfyUI module and no model."""
-    code = (f"import importlib.util,sys; spec=importlib.util.spec_from_file_location('p',{str(ROOT / '__init__.py')!r},"
-            f"submodule_search_locations=[{str(ROOT)!r}]); m=importlib.util.module_from_spec(spec); sys.modules['p']=m;"
-            "spec.loader.exec_module(m); print(sorted(k for k in ('insightface','onnxruntime','cv2','comfy') if k in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    """Importing the pack loads no face library, no ComfyUI module (not even the V3 API, which only
+    the entry point reaches) and no model."""
+    out = _fresh_interpreter("""
+        print(sorted(k for k in ('insightface', 'onnxruntime', 'cv2', 'comfy', 'comfy_api') if k in sys.modules))
+    """, (), standin=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 
 def test_node_ids_are_prefixed_and_do_not_clash_with_the_reference(pack):
-    ids = set(nodes(pack))
+    classes = nodes(pack)
+    ids = set(classes)
     assert ids and not ids & REFERENCE_IDS
     assert all(i.startswith("HLS_") for i in ids)
-    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == ids
+    names = [cls.GET_SCHEMA().display_name for cls in classes.values()]
+    assert all(names) and len(set(names)) == len(names)  # a menu entry of its own for each node
 
 
 def _inputs(cls):
@@ -88,15 +127,16 @@ def _inputs(cls):
             yield section, name, value
 
 
-@pytest.mark.parametrize("node_id", sorted(load_pack().NODE_CLASS_MAPPINGS))
+@pytest.mark.parametrize("node_id", NODE_IDS)
 def test_node_declaration_is_valid(pack, node_id):
+    """The V1 view ComfyUI builds from the V3 schema (what /object_info serves)."""
     cls = nodes(pack)[node_id]
-    assert isinstance(cls.RETURN_TYPES, tuple)
+    assert isinstance(cls.RETURN_TYPES, list)
     assert callable(getattr(cls, cls.FUNCTION))
     assert cls.CATEGORY.startswith("HyperLoRA Studio")
     assert len(cls.DESCRIPTION) > 80, "the description says what the node does and where its models go"
-    assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
-    assert len(getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)) == len(cls.RETURN_TYPES)
+    assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES) and all(cls.OUTPUT_TOOLTIPS)
+    assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES)
     for type_ in cls.RETURN_TYPES:
         assert type_ in CORE_TYPES or type_.startswith("HYPERLORA_"), type_
     for _section, name, value in _inputs(cls):
@@ -104,9 +144,10 @@ def test_node_declaration_is_valid(pack, node_id):
         kind = value[0]
         opts = value[1] if len(value) == 2 else {}
         assert opts.get("tooltip"), f"{node_id}.{name} has no tooltip"
-        if isinstance(kind, list):
+        if kind == "COMBO":
+            assert isinstance(opts["options"], list), (name, opts)
             if opts.get("default") is not None:
-                assert opts["default"] in kind
+                assert opts["default"] in opts["options"], (name, opts)
         else:
             assert kind in CORE_TYPES or kind.startswith("HYPERLORA_"), kind
         if kind in ("INT", "FLOAT"):
@@ -130,7 +171,7 @@ def test_apply_strength_can_be_negative(pack):
 
 
 def test_lora_outputs_are_the_core_lora_model_type(pack):
-    assert nodes(pack)["HLS_GenerateLoRA"].RETURN_TYPES == ("LORA_MODEL", "LORA_MODEL")
+    assert nodes(pack)["HLS_GenerateLoRA"].RETURN_TYPES == ["LORA_MODEL", "LORA_MODEL"]
     assert nodes(pack)["HLS_ApplyLoRA"].INPUT_TYPES()["required"]["lora"][0] == "LORA_MODEL"
 
 
@@ -165,6 +206,8 @@ def _fake_folder_paths(base: Path) -> types.ModuleType:
     os.makedirs(fp.output_dir, exist_ok=True)
     fp.folder_names_and_paths = {"clip_vision": ([str(base / "models" / "clip_vision")], {".safetensors"})}
     fp.get_output_directory = lambda: fp.output_dir
+    fp.temp_dir = str(base / "temp")  # ui.PreviewImage saves a node's previews there
+    fp.get_temp_directory = lambda: fp.temp_dir
     fp.get_folder_paths = lambda key: list(fp.folder_names_and_paths[key][0])
 
     def add_model_folder_path(key, path, is_default=False):
@@ -258,7 +301,7 @@ def test_hyperlora_folders_listed_from_both_layouts_and_extra_paths(pack, fake_c
     shutil.copytree(tiny_release, extra / "from_yaml")
     (models / "hyperlora" / "not_a_checkpoint").mkdir()
     fake_comfy.fp.folder_names_and_paths["hyperlora"] = ([str(extra)], set())  # as extra_model_paths.yaml does
-    names = nodes(pack)["HLS_LoadHyperLoRA"].INPUT_TYPES()["required"]["hyperlora_name"][0]
+    names = nodes(pack)["HLS_LoadHyperLoRA"].INPUT_TYPES()["required"]["hyperlora_name"][1]["options"]
     assert names == ["from_yaml", "mine", "sdxl_hyper_id_lora_v1_fidelity"]
     assert str(extra) in fake_comfy.fp.get_folder_paths("hyperlora")
     clip_paths = fake_comfy.fp.get_folder_paths("clip_vision")
@@ -272,12 +315,13 @@ def test_face_model_folders_listed(pack, fake_comfy):
     (folder / "buffalo_l").mkdir()
     (folder / "buffalo_l" / "w600k_r50.onnx").write_bytes(b"x")
     (folder / "empty").mkdir()
-    assert nodes(pack)["HLS_LoadFaces"].INPUT_TYPES()["required"]["face_model"][0] == ["antelopev2", "buffalo_l"]
+    spec = nodes(pack)["HLS_LoadFaces"].INPUT_TYPES()["required"]["face_model"]
+    assert spec[1]["options"] == ["antelopev2", "buffalo_l"]
 
 
 def test_missing_hyperlora_folder_says_where_to_put_it(pack, fake_comfy):
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="bytedance-research/HyperLoRA"):
-        nodes(pack)["HLS_LoadHyperLoRA"]().load("nowhere", "auto", "auto")
+        nodes(pack)["HLS_LoadHyperLoRA"].execute("nowhere", "auto", "auto")
 
 
 # -- load, generate, save ----------------------------------------------------------------------
@@ -286,7 +330,7 @@ def test_missing_hyperlora_folder_says_where_to_put_it(pack, fake_comfy):
 def loaded(pack, fake_comfy, tiny_release):
     import shutil
     shutil.copytree(tiny_release, Path(fake_comfy.fp.models_dir) / "hyperlora" / "tiny")
-    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"]().load("tiny", "float32", "auto")
+    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"].execute("tiny", "float32", "auto")
     return handle
 
 
@@ -299,7 +343,7 @@ def test_loaded_network_is_wrapped_for_comfyui_model_management(pack, loaded, fa
 
 def test_generate_runs_under_model_management_and_matches_the_core(pack, loaded, fake_comfy):
     identity = _identity(pack)
-    id_lora, base_lora = nodes(pack)["HLS_GenerateLoRA"]().generate(loaded, identity)
+    id_lora, base_lora = nodes(pack)["HLS_GenerateLoRA"].execute(loaded, identity)
     assert fake_comfy.mm.loads and fake_comfy.mm.loads[-1][0] == [loaded.patcher]
     expected = loaded.network.generate_id_lora(identity.arcface, identity.clip_tokens, identity.weights)
     assert list(id_lora) == list(expected)
@@ -310,10 +354,10 @@ def test_generate_runs_under_model_management_and_matches_the_core(pack, loaded,
 
 
 def test_save_lora_writes_kohya_file_with_trigger_words_and_never_overwrites(pack, loaded, fake_comfy):
-    id_lora, _ = nodes(pack)["HLS_GenerateLoRA"]().generate(loaded, _identity(pack))
-    saver = nodes(pack)["HLS_SaveLoRA"]()
-    first = saver.save(id_lora, "loras/person")["result"][0]
-    second = saver.save(id_lora, "loras/person")["result"][0]
+    id_lora, _ = nodes(pack)["HLS_GenerateLoRA"].execute(loaded, _identity(pack))
+    saver = nodes(pack)["HLS_SaveLoRA"]
+    first = saver.execute(id_lora, "loras/person")[0]
+    second = saver.execute(id_lora, "loras/person")[0]
     assert first != second
     out = Path(fake_comfy.fp.output_dir)
     assert first == "loras/person_00001_.safetensors" and (out / second).is_file()
@@ -325,39 +369,72 @@ def test_save_lora_writes_kohya_file_with_trigger_words_and_never_overwrites(pac
     assert meta["hyperlora.source_checkpoint"] == "tiny"
 
 
+def test_save_nodes_show_the_saved_file_on_themselves(pack, loaded, fake_comfy):
+    id_lora, _ = nodes(pack)["HLS_GenerateLoRA"].execute(loaded, _identity(pack))
+    out = nodes(pack)["HLS_SaveLoRA"].execute(id_lora, "loras/person")
+    assert out.result == ("loras/person_00001_.safetensors",)
+    assert out.ui.as_dict()["text"] == ("saved output/loras/person_00001_.safetensors",)
+    out = nodes(pack)["HLS_SaveIdentity"].execute(_identity(pack), "hyperlora_identities/alice")
+    assert out.result == ("hyperlora_identities/alice_00001_.safetensors",)
+    assert out.ui.as_dict()["text"] == ("saved output/hyperlora_identities/alice_00001_.safetensors",)
+    assert (Path(fake_comfy.fp.output_dir) / out.result[0]).is_file()
+
+
+def test_generate_shows_the_photos_and_layers_it_used(pack, loaded, fake_comfy):
+    out = nodes(pack)["HLS_GenerateLoRA"].execute(loaded, _identity(pack, n=3))
+    id_lora, base = out
+    layers = len(id_lora) // 3  # lora_down, lora_up and alpha per layer
+    (text,) = out.ui.as_dict()["text"]
+    assert f"ID-LoRA: {layers} layers from 3 photos" in text
+    assert "Base-LoRA: none" in text and "network: tiny" in text
+
+
 @pytest.mark.parametrize("prefix", ["../escape", "/tmp/abs", "loras/../../x", ""])
 def test_save_refuses_prefix_outside_output_folder(pack, loaded, fake_comfy, prefix):
-    id_lora, _ = nodes(pack)["HLS_GenerateLoRA"]().generate(loaded, _identity(pack))
+    id_lora, _ = nodes(pack)["HLS_GenerateLoRA"].execute(loaded, _identity(pack))
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="output folder|empty"):
-        nodes(pack)["HLS_SaveLoRA"]().save(id_lora, prefix)
+        nodes(pack)["HLS_SaveLoRA"].execute(id_lora, prefix)
     assert not list(Path(fake_comfy.fp.output_dir).rglob("*.safetensors"))
     assert not (fake_comfy.root / "escape_00001_.safetensors").exists()
 
 
 def test_save_refuses_empty_base_lora(pack, loaded, fake_comfy):
-    _, base = nodes(pack)["HLS_GenerateLoRA"]().generate(loaded, _identity(pack))
+    _, base = nodes(pack)["HLS_GenerateLoRA"].execute(loaded, _identity(pack))
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="empty"):
-        nodes(pack)["HLS_SaveLoRA"]().save(base, "loras/base")
+        nodes(pack)["HLS_SaveLoRA"].execute(base, "loras/base")
 
 
 def test_identity_save_load_round_trip_and_blend(pack, fake_comfy):
     a, b = _identity(pack, 1, seed=1), _identity(pack, 2, seed=2)
-    saved = nodes(pack)["HLS_SaveIdentity"]().save(a, "hyperlora_identities/alice")["result"][0]
-    listed = nodes(pack)["HLS_LoadIdentity"].INPUT_TYPES()["required"]["identity_name"][0]
+    saved = nodes(pack)["HLS_SaveIdentity"].execute(a, "hyperlora_identities/alice")[0]
+    listed = nodes(pack)["HLS_LoadIdentity"].INPUT_TYPES()["required"]["identity_name"][1]["options"]
     assert "alice_00001_.safetensors" in [Path(n).name for n in listed]
-    (back,) = nodes(pack)["HLS_LoadIdentity"]().load(Path(saved).name)
+    (back,) = nodes(pack)["HLS_LoadIdentity"].execute(Path(saved).name)
     torch.testing.assert_close(back.arcface, a.arcface)
-    (mixed,) = nodes(pack)["HLS_BlendIdentities"]().blend(a, 0.25, b, 0.75)
+    (mixed,) = nodes(pack)["HLS_BlendIdentities"].execute(a, 0.25, b, 0.75)
     assert mixed.num_photos == 3
     torch.testing.assert_close(mixed.weights, torch.tensor([0.25, 0.375, 0.375]))
-    (three,) = nodes(pack)["HLS_BlendIdentities"]().blend(a, 1.0, b, 1.0, identity_3=a, weight_3=2.0)
+    (three,) = nodes(pack)["HLS_BlendIdentities"].execute(a, 1.0, b, 1.0, identity_3=a, weight_3=2.0)
     assert three.num_photos == 4
+
+
+def test_load_identity_reads_a_file_saved_again_under_its_name(pack, fake_comfy):
+    node = nodes(pack)["HLS_LoadIdentity"]
+    (saved,) = nodes(pack)["HLS_SaveIdentity"].execute(_identity(pack, 1), "hyperlora_identities/bob")
+    name = Path(saved).name
+    path = Path(fake_comfy.fp.output_dir) / saved
+    first = node.fingerprint_inputs(identity_name=name)
+    assert first == node.fingerprint_inputs(identity_name=name) == os.path.getmtime(path)
+    os.utime(path, (first + 10, first + 10))
+    assert node.fingerprint_inputs(identity_name=name) != first
+    missing = node.fingerprint_inputs(identity_name="gone.safetensors")
+    assert missing != missing  # NaN: never "unchanged", so the node runs and shows its error
 
 
 def test_blend_refuses_all_zero_weights(pack):
     a = _identity(pack, 1)
     with pytest.raises(pack.hyperlora_core.HyperLoRAError):
-        nodes(pack)["HLS_BlendIdentities"]().blend(a, 0.0, a, 0.0)
+        nodes(pack)["HLS_BlendIdentities"].execute(a, 0.0, a, 0.0)
 
 
 # -- apply -------------------------------------------------------------------------------------
@@ -370,7 +447,7 @@ def test_apply_refuses_a_model_that_is_not_sdxl_naming_it(pack, fake_comfy):
         model_config = SD15()
     model = FakePatcher(BaseModel())
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="SD15"):
-        nodes(pack)["HLS_ApplyLoRA"]().apply(model, {"x.alpha": torch.tensor(1.0)}, 0.85)
+        nodes(pack)["HLS_ApplyLoRA"].execute(model, {"x.alpha": torch.tensor(1.0)}, 0.85)
 
 
 def test_apply_refuses_lora_layers_missing_from_the_model(pack, fake_comfy, monkeypatch):
@@ -390,9 +467,9 @@ def test_apply_refuses_lora_layers_missing_from_the_model(pack, fake_comfy, monk
     lora = {f"lora_unet_{n}.{s}": torch.zeros(1) for n in ("a", "b")
             for s in ("lora_down.weight", "lora_up.weight", "alpha")}
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="1 of the 2 layers"):
-        nodes(pack)["HLS_ApplyLoRA"]().apply(model, lora, 0.85)
+        nodes(pack)["HLS_ApplyLoRA"].execute(model, lora, 0.85)
     del lora["lora_unet_b.lora_down.weight"], lora["lora_unet_b.lora_up.weight"], lora["lora_unet_b.alpha"]
-    (patched,) = nodes(pack)["HLS_ApplyLoRA"]().apply(model, lora, -0.5)
+    (patched,) = nodes(pack)["HLS_ApplyLoRA"].execute(model, lora, -0.5)
     assert patched is not model and model.patches == {}
     assert patched.patches["diffusion_model.a.weight"][0][0] == -0.5
 
@@ -400,7 +477,7 @@ def test_apply_refuses_lora_layers_missing_from_the_model(pack, fake_comfy, monk
 def test_apply_refuses_an_empty_lora(pack, fake_comfy):
     model = FakePatcher(fake_comfy.model_base.SDXL())
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="empty"):
-        nodes(pack)["HLS_ApplyLoRA"]().apply(model, {}, 0.85)
+        nodes(pack)["HLS_ApplyLoRA"].execute(model, {}, 0.85)
 
 
 # -- prompt ------------------------------------------------------------------------------------
@@ -425,14 +502,14 @@ class FakeClip:
 ])
 def test_prompt_gets_the_trigger_words_once_at_its_start(pack, text, expected):
     clip = FakeClip()
-    cond, prompt = nodes(pack)["HLS_TriggerPrompt"]().encode(clip, text, True)
+    cond, prompt = nodes(pack)["HLS_TriggerPrompt"].execute(clip, text, True)
     assert prompt == expected and clip.texts == [expected]
 
 
 def test_prompt_without_trigger_words_warns(pack, caplog):
     clip = FakeClip()
     with caplog.at_level("WARNING"):
-        _, prompt = nodes(pack)["HLS_TriggerPrompt"]().encode(clip, "a photo", False)
+        _, prompt = nodes(pack)["HLS_TriggerPrompt"].execute(clip, "a photo", False)
     assert prompt == "a photo"
     assert "trigger words" in caplog.text
 
@@ -478,12 +555,12 @@ class FakeClipVision:
 
 def test_faces_to_identity_with_previews(pack, fake_comfy, face_models):
     photos = torch.cat([_photo(True, 0), _photo(True, 1)])
-    faces, preview = nodes(pack)["HLS_LoadFaces"]().load_faces(
+    faces, preview = nodes(pack)["HLS_LoadFaces"].execute(
         photos, "antelopev2", "CPU", "largest", True, False, "error", images_2=_photo(True, 2))
     assert len(faces) == 3 and faces.sources == ["images[0]", "images[1]", "images_2"]
     assert preview.shape[0] == 3 and preview.shape[-1] == 3 and preview.dtype == torch.float32
     clip = FakeClipVision()
-    (identity,) = nodes(pack)["HLS_IDEmbedding"]().embed(faces, clip)
+    (identity,) = nodes(pack)["HLS_IDEmbedding"].execute(faces, clip)
     assert identity.num_photos == 3
     assert tuple(identity.clip_tokens.shape) == (3, 257, 1024)
     assert identity.base_clip_tokens is None  # base_lora_features is off by default
@@ -492,27 +569,41 @@ def test_faces_to_identity_with_previews(pack, fake_comfy, face_models):
     assert all(shape == (3, 224, 224, 3) and crop is False for shape, crop in clip.seen)
 
 
+def test_load_faces_shows_one_preview_per_face_found_on_itself(pack, fake_comfy, face_models):
+    out = nodes(pack)["HLS_LoadFaces"].execute(torch.cat([_photo(True, 0), _photo(False, 1)]), "antelopev2", "CPU",
+                                               "largest", True, False, "skip photo", images_2=_photo(True, 2))
+    faces, preview = out
+    assert faces.sources == ["images[0]", "images_2"]
+    shown = out.ui.as_dict()["images"]
+    assert len(shown) == len(faces) == preview.shape[0] == 2
+    temp = Path(fake_comfy.fp.get_temp_directory())
+    for entry in shown:
+        assert entry["type"] == "temp" and entry["subfolder"] == ""
+        assert (temp / entry["filename"]).is_file()
+    assert len({entry["filename"] for entry in shown}) == 2
+
+
 def test_photo_without_face_names_the_photo(pack, fake_comfy, face_models):
-    node = nodes(pack)["HLS_LoadFaces"]()
+    node = nodes(pack)["HLS_LoadFaces"]
     with pytest.raises(pack.hyperlora_core.NoFaceError, match="no face in images_2"):
-        node.load_faces(_photo(True), "antelopev2", "CPU", "largest", True, False, "error", images_2=_photo(False))
-    faces, _ = node.load_faces(_photo(True), "antelopev2", "CPU", "largest", True, False, "skip photo",
+        node.execute(_photo(True), "antelopev2", "CPU", "largest", True, False, "error", images_2=_photo(False))
+    faces, _ = node.execute(_photo(True), "antelopev2", "CPU", "largest", True, False, "skip photo",
                                images_2=_photo(False))
     assert faces.sources == ["images"]
     with pytest.raises(pack.hyperlora_core.NoFaceError, match="no face"):
-        node.load_faces(_photo(False), "antelopev2", "CPU", "largest", True, False, "skip photo")
+        node.execute(_photo(False), "antelopev2", "CPU", "largest", True, False, "skip photo")
 
 
 def test_wrong_clip_vision_model_is_explained(pack, fake_comfy, face_models):
-    faces, _ = nodes(pack)["HLS_LoadFaces"]().load_faces(_photo(True), "antelopev2", "CPU", "largest",
+    faces, _ = nodes(pack)["HLS_LoadFaces"].execute(_photo(True), "antelopev2", "CPU", "largest",
                                                          True, False, "error")
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="ViT-L/14"):
-        nodes(pack)["HLS_IDEmbedding"]().embed(faces, FakeClipVision(width=1280))
+        nodes(pack)["HLS_IDEmbedding"].execute(faces, FakeClipVision(width=1280))
 
 
 def test_missing_face_models_folder_explains_where_they_go(pack, fake_comfy):
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="models/insightface/models/antelopev2"):
-        nodes(pack)["HLS_LoadFaces"]().load_faces(_photo(True), "antelopev2", "CPU", "largest", True, False, "error")
+        nodes(pack)["HLS_LoadFaces"].execute(_photo(True), "antelopev2", "CPU", "largest", True, False, "error")
 
 
 def test_clip_input_equals_core_clip_pixel_values(pack):
@@ -535,19 +626,19 @@ def test_load_faces_without_insightface_explains_how_to_install(pack, fake_comfy
     folder = Path(fake_comfy.fp.models_dir) / "insightface" / "models" / "antelopev2"
     folder.mkdir(parents=True)
     with pytest.raises(pack.hyperlora_core.FaceModelError, match="pip install insightface onnxruntime"):
-        nodes(pack)["HLS_LoadFaces"]().load_faces(_photo(True), "antelopev2", "CPU", "largest", True, False, "error")
+        nodes(pack)["HLS_LoadFaces"].execute(_photo(True), "antelopev2", "CPU", "largest", True, False, "error")
 
 
 def test_base_lora_is_generated_and_applied_when_the_checkpoint_has_it(pack, fake_comfy, monkeypatch):
     from checkpoints import make_release_folder
     make_release_folder(Path(fake_comfy.fp.models_dir) / "hyperlora" / "with_base", with_base=True,
                         dim=64, depth=1, inner=64, hyper_dim=16, seed=9)
-    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"]().load("with_base", "float32", "cpu")
+    (handle,) = nodes(pack)["HLS_LoadHyperLoRA"].execute("with_base", "float32", "cpu")
     identity = _identity(pack, 2)
-    (id_lora, empty) = nodes(pack)["HLS_GenerateLoRA"]().generate(handle, identity)
+    (id_lora, empty) = nodes(pack)["HLS_GenerateLoRA"].execute(handle, identity)
     assert len(empty) == 0  # the identity has no Base-LoRA crops
     identity.base_clip_tokens = identity.clip_tokens.flip(0)
-    (id_lora, base) = nodes(pack)["HLS_GenerateLoRA"]().generate(handle, identity)
+    (id_lora, base) = nodes(pack)["HLS_GenerateLoRA"].execute(handle, identity)
     assert set(base) == set(id_lora) and base.kind == "base"
     assert base[next(k for k in base if k.endswith("lora_down.weight"))].shape[0] == id_lora[
         next(k for k in id_lora if k.endswith("lora_down.weight"))].shape[0] // 2
@@ -562,6 +653,6 @@ def test_base_lora_is_generated_and_applied_when_the_checkpoint_has_it(pack, fak
         def state_dict(self, *a, **k):
             return {f"diffusion_model.{n}.weight": None for n in layers}
     model = FakePatcher(Unet())
-    (patched,) = nodes(pack)["HLS_ApplyLoRA"]().apply(model, id_lora, 0.8, base_lora=base, base_strength=0.5)
+    (patched,) = nodes(pack)["HLS_ApplyLoRA"].execute(model, id_lora, 0.8, base_lora=base, base_strength=0.5)
     assert all([s for s, _ in v] == [0.8, 0.5] for v in patched.patches.values())
     assert len(patched.patches) == len(layers)
