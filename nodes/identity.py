@@ -21,7 +21,6 @@ from .utils import (
     progress_bar,
     require_input,
     save_in_output,
-    saved_text,
 )
 
 log = logging.getLogger(__name__)
@@ -211,7 +210,7 @@ class SaveIdentity(io.ComfyNode):
                       "the output of 'HyperLoRA ID Embedding', 'Blend HyperLoRA Identities' or 'Load HyperLoRA Identity'",
                       accept=lambda v: isinstance(v, IdentityFeatures))
         rel = save_in_output(filename_prefix, "identity", identity.save)
-        return io.NodeOutput(rel, ui=ui.PreviewText(saved_text(rel)))
+        return io.NodeOutput(rel, ui=ui.PreviewText(rel))  # shown on the node, and in the history as before
 
 
 class LoadIdentity(io.ComfyNode):

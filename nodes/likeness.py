@@ -11,8 +11,8 @@ from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.grid import labelled_grid
 from ..hyperlora_core.likeness import check_labels, reference_embedding, score_images, summary
 from .comfy_v3 import io, ui
-from .faces import FACE_CHOICES, HYPERLORA_FACES, PROVIDERS, get_analyzer
-from .identity import HYPERLORA_IDENTITY
+from .faces import FACE_CHOICES, PROVIDERS, Faces, get_analyzer
+from .identity import Identity
 from .utils import (
     ANTELOPEV2_HELP,
     CATEGORY,
@@ -43,10 +43,6 @@ def _labels(labels) -> list[str]:
     if len(labels) == 1:
         return [line.strip() for line in str(labels[0]).splitlines() if line.strip()]
     return [str(label) for label in labels]
-
-
-Identity = io.Custom(HYPERLORA_IDENTITY)
-Faces = io.Custom(HYPERLORA_FACES)
 
 
 class Likeness(io.ComfyNode):

@@ -10,8 +10,8 @@ from ..hyperlora_core import IdentityFeatures, TRIGGER_WORDS, lora_metadata, sav
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.finite import check_lora_finite
 from .comfy_v3 import io, ui
-from .identity import HYPERLORA_IDENTITY
-from .loaders import HYPERLORA_MODEL, LoadedHyperLoRA
+from .identity import Identity
+from .loaders import HyperLoRAModel, LoadedHyperLoRA
 from .utils import CATEGORY, comfy_module, require_input, save_in_output
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,6 @@ def add_lora_patches(patched, lora: dict, strength: float, what: str) -> int:
 
 
 LoraModel = io.LoraModel
-HyperLoRAModel = io.Custom(HYPERLORA_MODEL)
-Identity = io.Custom(HYPERLORA_IDENTITY)
 
 
 def generate_summary(id_lora: GeneratedLoRA, base: GeneratedLoRA, identity: IdentityFeatures,

@@ -19,6 +19,7 @@ loads and patches, is reported on its own); min / median / max over all steps of
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -139,7 +140,7 @@ def main() -> None:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[opts.dtype]
     comfy = comfy_setup(comfy_dir)
     pack = load_pack()
-    nodes = pack.NODE_CLASS_MAPPINGS
+    nodes = importlib.import_module(pack.__name__ + ".nodes.extension").node_classes()
     t0 = time.perf_counter()
     unet, attentions = (SMOKE_UNET, SMOKE_ATTENTIONS) if opts.smoke else (SDXL_UNET, SDXL_ATTENTIONS)
     base = build_sdxl(comfy, dtype, unet)
@@ -159,20 +160,20 @@ def main() -> None:
             if case == "plain_lora":
                 if mode != opts.modes.split(",")[0]:
                     continue  # no hooks: the mode does not matter
-                (model,) = nodes["HLS_ApplyLoRA"]().apply(model, loras[0], 0.85)
+                (model,) = nodes["HLS_ApplyLoRA"].execute(model, loras[0], 0.85)
                 pos, neg = positive, negative
             else:
                 n = int(case.split("_")[1])
-                hooks = [nodes["HLS_LoRAHooks"]().make(model, loras[i], 0.85, 0.0, 1.0, 0.0)[0] for i in range(n)]
+                hooks = [nodes["HLS_LoRAHooks"].execute(model, loras[i], 0.85, 0.0, 1.0, 0.0)[0] for i in range(n)]
                 if n == 1:
                     pos, neg = comfy.hooks.set_conds_props(conds=[positive, negative], strength=1.0,
                                                            set_cond_area="default", hooks=hooks[0])
                 else:
-                    masks = nodes["HLS_RegionLayout"]().layout(layouts[n], px, px, 0, "")
+                    masks = nodes["HLS_RegionLayout"].execute(layouts[n], px, px, 0, "")
                     pairs = {}
                     for i in range(n):
                         pairs[f"hooks_{i + 1}"], pairs[f"region_{i + 1}"] = hooks[i], masks[i]
-                    pos, neg = nodes["HLS_SeveralPeople"]().build(
+                    pos, neg = nodes["HLS_SeveralPeople"].execute(
                         positive, negative, {"samples": torch.zeros(1, 4, opts.latent, opts.latent)}, "base model",
                         **pairs)
             firsts, per_step = [], []

@@ -373,10 +373,10 @@ def test_save_nodes_show_the_saved_file_on_themselves(pack, loaded, fake_comfy):
     id_lora, _ = nodes(pack)["HLS_GenerateLoRA"].execute(loaded, _identity(pack))
     out = nodes(pack)["HLS_SaveLoRA"].execute(id_lora, "loras/person")
     assert out.result == ("loras/person_00001_.safetensors",)
-    assert out.ui.as_dict()["text"] == ("saved output/loras/person_00001_.safetensors",)
+    assert out.ui.as_dict()["text"] == ("loras/person_00001_.safetensors",)
     out = nodes(pack)["HLS_SaveIdentity"].execute(_identity(pack), "hyperlora_identities/alice")
     assert out.result == ("hyperlora_identities/alice_00001_.safetensors",)
-    assert out.ui.as_dict()["text"] == ("saved output/hyperlora_identities/alice_00001_.safetensors",)
+    assert out.ui.as_dict()["text"] == ("hyperlora_identities/alice_00001_.safetensors",)
     assert (Path(fake_comfy.fp.output_dir) / out.result[0]).is_file()
 
 

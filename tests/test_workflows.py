@@ -249,4 +249,6 @@ def test_v1_saved_graphs_are_the_shipped_graphs_as_the_editor_saved_them():
     for saved_path, shipped_path in zip(V1_SAVED, WORKFLOWS):
         saved, shipped = json.loads(saved_path.read_text()), json.loads(shipped_path.read_text())
         assert sorted((n["id"], n["type"]) for n in saved["nodes"]) == sorted((n["id"], n["type"]) for n in shipped["nodes"])
-        assert sorted(map(tuple, saved["links"])) == sorted(map(tuple, shipped["links"]))
+        # (the editor may renumber the target slot of a link into a widget input: it lists widget inputs as slots)
+        ends = lambda data: sorted((l[0], l[1], l[2], l[3], l[5]) for l in data["links"])  # noqa: E731, E741
+        assert ends(saved) == ends(shipped)
