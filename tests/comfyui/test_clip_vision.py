@@ -9,6 +9,7 @@ Runs in this process with ComfyUI on sys.path (CPU), next to the server tests.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
@@ -36,7 +37,7 @@ def comfy_clip_vision():
 def identity_module():
     name = "hyperlora_studio_clip_test"
     load_pack(name)
-    return sys.modules[f"{name}.nodes.identity"]
+    return importlib.import_module(f"{name}.nodes.identity")
 
 
 def _processor():

@@ -133,7 +133,9 @@ def browser(server, tmp_path_factory):
         stop_process(process, timeout=20)
 
 
-async def _open_load_and_shoot(ws_url: str, url: str, workflow: dict, name: str, shot: Path) -> dict:
+async def _in_editor(ws_url: str, url: str, script: str, shot: Path, timeout: float = 120):
+    """Open the editor page, run `script` in it once the app is ready, screenshot the page; the
+    script's value."""
     async with DevTools(ws_url) as page:
         await page.call("Page.enable")
         await page.call("Page.navigate", url=url)
@@ -142,11 +144,15 @@ async def _open_load_and_shoot(ws_url: str, url: str, workflow: dict, name: str,
             if time.time() > deadline:
                 raise AssertionError("the ComfyUI editor did not become ready in 180 s")
             await asyncio.sleep(1)
-        state = json.loads(await page.evaluate(LOAD_AND_DESCRIBE % (json.dumps(workflow), json.dumps(name))))
+        value = await page.evaluate(script, timeout=timeout)
         data = await page.call("Page.captureScreenshot", format="png")
         shot.parent.mkdir(parents=True, exist_ok=True)
         shot.write_bytes(base64.b64decode(data["data"]))
-        return state
+        return value
+
+
+async def _open_load_and_shoot(ws_url: str, url: str, workflow: dict, name: str, shot: Path) -> dict:
+    return json.loads(await _in_editor(ws_url, url, LOAD_AND_DESCRIBE % (json.dumps(workflow), json.dumps(name)), shot))
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -207,19 +213,8 @@ RUN_AND_DESCRIBE = """
 
 
 async def _run_in_editor(ws_url: str, url: str, prompt: dict, texts: list[str], faces: str, shot: Path) -> list:
-    async with DevTools(ws_url) as page:
-        await page.call("Page.enable")
-        await page.call("Page.navigate", url=url)
-        deadline = time.time() + 180
-        while not await page.evaluate(APP_READY):
-            if time.time() > deadline:
-                raise AssertionError("the ComfyUI editor did not become ready in 180 s")
-            await asyncio.sleep(1)
-        state = await page.evaluate(RUN_AND_DESCRIBE % (json.dumps(prompt), json.dumps(texts), faces), timeout=400)
-        data = await page.call("Page.captureScreenshot", format="png")
-        shot.parent.mkdir(parents=True, exist_ok=True)
-        shot.write_bytes(base64.b64decode(data["data"]))
-        return json.loads(state)
+    script = RUN_AND_DESCRIBE % (json.dumps(prompt), json.dumps(texts), faces)
+    return json.loads(await _in_editor(ws_url, url, script, shot, timeout=400))
 
 
 def test_editor_shows_the_saved_file_name_the_face_preview_and_the_summary_on_the_nodes(server, browser):
