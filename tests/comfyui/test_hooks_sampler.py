@@ -12,6 +12,7 @@ so comparing output latents compares predictions pixel by pixel.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import pytest
@@ -63,7 +64,7 @@ def random_lora(pack, seed: int):
     tensors = {}
     for key, shape in kohya_key_plan(modules, RANK).items():
         tensors[key] = torch.tensor(float(RANK)) if key.endswith(".alpha") else torch.randn(shape, generator=gen) * 0.15
-    return sys.modules["hyperlora_studio_hooks_test.nodes.lora"].GeneratedLoRA(tensors, kind="id", source="test")
+    return importlib.import_module("hyperlora_studio_hooks_test.nodes.lora").GeneratedLoRA(tensors, kind="id", source="test")
 
 
 def hooks(pack, model, lora, strength=1.0, start_at=0.0, end_at=1.0, ramp=0.0):
