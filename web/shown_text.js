@@ -21,10 +21,12 @@ function showText(node, lines) {
       widget.element.readOnly = true;
       widget.element.style.opacity = 0.85;
     }
-    const size = node.computeSize();
-    node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
   }
   widget.value = lines.join("\n");
+  // Room for every line (the box takes the node's free height); the node only grows.
+  const text = widget.value.split("\n");
+  const wanted = node.computeSize()[1] + 16 * Math.max(0, text.length - 1);
+  node.setSize([Math.max(node.size[0], 320), Math.max(node.size[1], wanted)]);
   app.graph.setDirtyCanvas(true, false);
 }
 
