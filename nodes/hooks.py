@@ -19,7 +19,6 @@ from .utils import CATEGORY, comfy_module
 
 log = logging.getLogger(__name__)
 
-HOOKS = "HOOKS"  # ComfyUI core's type: a comfy.hooks.HookGroup
 # HyperLoRA v1 makes LoRAs for the attention projections of the SDXL UNet only.
 HYPERLORA_LAYER = re.compile(r"^lora_unet_.+_attn[12]_to_(q|k|v|out_0)$")
 
@@ -54,10 +53,6 @@ def keyframe_group(frames: list[tuple[float, float]]):
     return group
 
 
-Hooks = io.Hooks
-LoraModel = io.LoraModel
-
-
 class LoRAHooks(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -76,7 +71,7 @@ class LoRAHooks(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The SDXL MODEL the KSampler uses; checked to be SDXL with every "
                                                 "layer of the LoRA in place (it is not changed)."),
-                LoraModel.Input("lora", tooltip="The ID-LoRA from 'Generate HyperLoRA'."),
+                io.LoraModel.Input("lora", tooltip="The ID-LoRA from 'Generate HyperLoRA'."),
                 io.Float.Input("strength", default=0.85, min=-10.0, max=10.0, step=0.01,
                                tooltip="Strength of the ID-LoRA, as in 'Apply HyperLoRA': 0.75-0.9 is typical."),
                 io.Float.Input("start_at", default=0.0, min=0.0, max=1.0, step=0.01,
@@ -88,15 +83,15 @@ class LoRAHooks(io.ComfyNode):
                 io.Float.Input("ramp", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="0 = full strength at start_at; otherwise the strength rises linearly "
                                        "from 0 at start_at to full at start_at + ramp (in 4 keyframes)."),
-                LoraModel.Input("base_lora", optional=True,
-                                tooltip="The Base-LoRA from 'Generate HyperLoRA' (optional)."),
+                io.LoraModel.Input("base_lora", optional=True,
+                                   tooltip="The Base-LoRA from 'Generate HyperLoRA' (optional)."),
                 io.Float.Input("base_strength", optional=True, default=1.0, min=-10.0, max=10.0, step=0.01,
                                tooltip="Strength of the Base-LoRA, with the same schedule as the ID-LoRA."),
-                Hooks.Input("prev_hooks", optional=True,
-                            tooltip="Hooks to add these to (as in the core 'Create Hook LoRA')."),
+                io.Hooks.Input("prev_hooks", optional=True,
+                               tooltip="Hooks to add these to (as in the core 'Create Hook LoRA')."),
             ],
-            outputs=[Hooks.Output("hooks", display_name="hooks",
-                                  tooltip="HOOKS for the core hook nodes and 'HyperLoRA Several People'.")],
+            outputs=[io.Hooks.Output("hooks", display_name="hooks",
+                                     tooltip="HOOKS for the core hook nodes and 'HyperLoRA Several People'.")],
         )
 
     @classmethod

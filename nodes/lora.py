@@ -16,7 +16,6 @@ from .utils import CATEGORY, comfy_module, require_input, save_in_output
 
 log = logging.getLogger(__name__)
 
-LORA_MODEL = "LORA_MODEL"  # ComfyUI core's type: a dict of LoRA tensors
 LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
 USAGE = f"Start the prompt with '{TRIGGER_WORDS}' (the 'HyperLoRA Prompt' node does it); strength 0.75-0.9."
 
@@ -121,9 +120,6 @@ def add_lora_patches(patched, lora: dict, strength: float, what: str) -> int:
     return len(applied)
 
 
-LoraModel = io.LoraModel
-
-
 def generate_summary(id_lora: GeneratedLoRA, base: GeneratedLoRA, identity: IdentityFeatures,
                      network_name: str) -> str:
     """What 'Generate HyperLoRA' shows on itself: the photos used and the layers made."""
@@ -154,10 +150,10 @@ class GenerateLoRA(io.ComfyNode):
                                                    "'Load Identity'."),
             ],
             outputs=[
-                LoraModel.Output("id_lora", display_name="id_lora",
-                                 tooltip="The ID-LoRA for SDXL (kohya format, rank 8, 560 layers for v1)."),
-                LoraModel.Output("base_lora", display_name="base_lora",
-                                 tooltip="The Base-LoRA, or an empty LoRA that changes nothing when the checkpoint "
+                io.LoraModel.Output("id_lora", display_name="id_lora",
+                                    tooltip="The ID-LoRA for SDXL (kohya format, rank 8, 560 layers for v1)."),
+                io.LoraModel.Output("base_lora", display_name="base_lora",
+                                    tooltip="The Base-LoRA, or an empty LoRA that changes nothing when the checkpoint "
                                          "has no Base-LoRA weights."),
             ],
         )
@@ -201,13 +197,13 @@ class ApplyLoRA(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="An SDXL diffusion model (realistic fine-tunes such as "
                                                 "RealVisXL 4.0 work best)."),
-                LoraModel.Input("lora", tooltip="The ID-LoRA from 'Generate HyperLoRA'."),
+                io.LoraModel.Input("lora", tooltip="The ID-LoRA from 'Generate HyperLoRA'."),
                 io.Float.Input("strength", default=0.85, min=-10.0, max=10.0, step=0.01,
                                tooltip="How strongly to modify the diffusion model: 0.75-0.9 is typical, higher "
                                        "copies the photo more and follows the prompt less. This value can be "
                                        "negative."),
-                LoraModel.Input("base_lora", optional=True,
-                                tooltip="The Base-LoRA from 'Generate HyperLoRA' (optional)."),
+                io.LoraModel.Input("base_lora", optional=True,
+                                   tooltip="The Base-LoRA from 'Generate HyperLoRA' (optional)."),
                 io.Float.Input("base_strength", optional=True, default=1.0, min=-10.0, max=10.0, step=0.01,
                                tooltip="Strength of the Base-LoRA (background, clothes, hair), added to the "
                                        "ID-LoRA's effect. This value can be negative."),
@@ -255,7 +251,7 @@ class SaveLoRA(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                LoraModel.Input("lora", tooltip="The LoRA from 'Generate HyperLoRA'."),
+                io.LoraModel.Input("lora", tooltip="The LoRA from 'Generate HyperLoRA'."),
                 io.String.Input("filename_prefix", default="loras/hyperlora",
                                 tooltip="File name inside the output folder; a counter is added. It may not lead "
                                         "outside the output folder."),
