@@ -12,6 +12,13 @@ TEST_PACK = HERE / "test_pack"
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_DIR_NAME = "hyperlora-studio"
 CHECKPOINT_NAME = "sdxl_hyper_id_lora_v1_fidelity"
+# The shipped workflows, and the same graphs as the editor saved them with the V1 nodes (before the
+# move to the V3 schema; tests/workflows_v1): both must run and open unchanged.
+GRAPHS = sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "tests" / "workflows_v1").glob("*.json"))
+
+
+def graph_id(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
 
 def stop_process(process: subprocess.Popen, timeout: float) -> None:
     """Ask a server process to end; kill it if it has not within `timeout` seconds."""

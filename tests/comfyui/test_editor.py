@@ -21,10 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hls_comfy import ROOT, stop_process
+from hls_comfy import GRAPHS, graph_id, is_widget, stop_process
 
-# The shipped workflows, and the same graphs as the editor saved them with the V1 nodes.
-WORKFLOWS = sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "tests" / "workflows_v1").glob("*.json"))
 SCREENSHOTS = Path(os.environ.get("HLS_SCREENSHOT_DIR", Path(tempfile.gettempdir()) / "hyperlora-studio-screenshots"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 APP_READY = ("!!(window.app && window.app.graph && window.LiteGraph && "
@@ -155,7 +153,7 @@ async def _open_load_and_shoot(ws_url: str, url: str, workflow: dict, name: str,
     return json.loads(await _in_editor(ws_url, url, LOAD_AND_DESCRIBE % (json.dumps(workflow), json.dumps(name)), shot))
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", GRAPHS, ids=graph_id)
 def test_editor_opens_workflow_with_every_node_and_widget(server, object_info, browser, path):
     workflow = json.loads(path.read_text())
     shot = (SCREENSHOTS if path.parent.name == "workflows" else SCREENSHOTS / "workflows_v1") / f"{path.stem}.png"
@@ -178,7 +176,7 @@ def test_editor_opens_workflow_with_every_node_and_widget(server, object_info, b
         shown = nodes[node["id"]]
         info = object_info[node["type"]]["input"]
         expected = [name for section in ("required", "optional") for name, spec in info.get(section, {}).items()
-                    if isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")]
+                    if is_widget(spec)]
         assert shown["widgets"] == expected, (node["type"], shown["widgets"])
         values = dict(zip(shown["widgets"], shown["values"]))
         for name, value in zip(expected, node["widgets_values"]):

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hls_comfy import (CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, combo_options, execution_error, faces_and_identity,
-                       to_api)
+from hls_comfy import (CHECKPOINT_NAME, GRAPHS, PACK_DIR_NAME, combo_options, execution_error, faces_and_identity,
+                       graph_id, to_api)
 from node_contract import load_contract
 
-# The shipped workflows, and the same graphs as the editor saved them with the V1 nodes (before the
-# move to the V3 schema; tests/workflows_v1): both must run unchanged.
-WORKFLOWS = sorted((ROOT / "workflows").glob("*.json")) + sorted((ROOT / "tests" / "workflows_v1").glob("*.json"))
 OUR_NODES = {node_id: entry["display_name"] for node_id, entry in load_contract().items()}
 TINY_MODULES = 22
 
@@ -57,7 +54,7 @@ def _check_success(entry: dict, name: str) -> None:
     assert entry["status"]["status_str"] == "success", (name, error)
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize("path", GRAPHS, ids=graph_id)
 def test_shipped_workflow_runs(server, object_info, path):
     prompt = to_api(json.loads(path.read_text()), object_info)
     entry = server.run(prompt)
