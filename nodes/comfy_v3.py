@@ -8,12 +8,11 @@ pack for its nodes: importing the pack itself needs no ComfyUI.
 
 from __future__ import annotations
 
+from .utils import NEEDS_V3_API
+
 try:
     from comfy_api.v0_0_2 import ComfyExtension, io, ui
 except ImportError as exc:  # pragma: no cover - only in a ComfyUI older than 0.3.47, or outside ComfyUI
-    raise ImportError(
-        "HyperLoRA Studio's nodes need ComfyUI 0.3.48 or newer (its V3 node API, comfy_api.v0_0_2, is missing): "
-        "update ComfyUI (git pull, or ComfyUI Manager's 'Update ComfyUI') and restart it."
-    ) from exc
+    raise ImportError(NEEDS_V3_API) from exc
 
 __all__ = ["ComfyExtension", "io", "ui"]

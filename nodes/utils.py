@@ -89,6 +89,8 @@ def register_model_folders() -> None:
 
 
 MIN_COMFYUI = "0.3.48"
+NEEDS_V3_API = (f"HyperLoRA Studio needs ComfyUI {MIN_COMFYUI} or newer (its V3 node API, comfy_api.v0_0_2, is "
+                "missing): update ComfyUI (git pull, or ComfyUI Manager's 'Update ComfyUI') and restart it.")
 
 
 def _importable(name: str) -> bool:
@@ -107,8 +109,7 @@ def check_comfyui_version() -> bool:
         return True
     found = _importable("comfy_api.v0_0_2")
     if not found:
-        log.error("HyperLoRA Studio needs ComfyUI %s or newer (its V3 node API, comfy_api.v0_0_2, is missing); "
-                  "update ComfyUI and restart it. None of its nodes is loaded.", MIN_COMFYUI)
+        log.error("%s None of its nodes is loaded.", NEEDS_V3_API)
     return found
 
 
