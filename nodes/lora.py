@@ -120,12 +120,10 @@ def add_lora_patches(patched, lora: dict, strength: float, what: str) -> int:
     return len(applied)
 
 
-def generate_summary(id_lora: GeneratedLoRA, base: GeneratedLoRA, identity: IdentityFeatures,
-                     network_name: str) -> str:
+def generate_summary(id_layers: int, base: GeneratedLoRA, identity: IdentityFeatures, network_name: str) -> str:
     """What 'Generate HyperLoRA' shows on itself: the photos used and the layers made."""
     photos = f"{identity.num_photos} photo" + ("s" if identity.num_photos != 1 else "")
-    sources = ", ".join(identity.sources) if getattr(identity, "sources", None) else ""
-    lines = [f"ID-LoRA: {len(lora_layers(id_lora))} layers from {photos}" + (f" ({sources})" if sources else ""),
+    lines = [f"ID-LoRA: {id_layers} layers from {photos} ({', '.join(identity.sources)})",
              f"Base-LoRA: {len(lora_layers(base))} layers" if base else "Base-LoRA: none (no Base-LoRA weights)",
              f"network: {network_name}"]
     return "\n".join(lines)
@@ -154,7 +152,7 @@ class GenerateLoRA(io.ComfyNode):
                                     tooltip="The ID-LoRA for SDXL (kohya format, rank 8, 560 layers for v1)."),
                 io.LoraModel.Output("base_lora", display_name="base_lora",
                                     tooltip="The Base-LoRA, or an empty LoRA that changes nothing when the checkpoint "
-                                         "has no Base-LoRA weights."),
+                                            "has no Base-LoRA weights."),
             ],
         )
 
@@ -176,9 +174,10 @@ class GenerateLoRA(io.ComfyNode):
                             "(it was saved without them); the base_lora output is empty.", hyperlora.name)
             else:
                 base.update(network.generate_base_lora(identity.base_clip_tokens, weights))
+        id_layers = len(lora_layers(id_lora))
         log.info("HyperLoRA: generated an ID-LoRA of %d layers from %d photo(s). %s",
-                 len(id_lora) // 3, identity.num_photos, USAGE)
-        summary = generate_summary(id_lora, base, identity, hyperlora.name)
+                 id_layers, identity.num_photos, USAGE)
+        summary = generate_summary(id_layers, base, identity, hyperlora.name)
         return io.NodeOutput(id_lora, base, ui=ui.PreviewText(summary))
 
 
