@@ -130,16 +130,17 @@ def _image(*rgbs) -> torch.Tensor:
 
 
 @pytest.fixture
-def likeness(pack, fake_comfy, monkeypatch):  # noqa: F811
-    """The Likeness and Strength Sweep nodes' module, with a temp folder for the grid preview."""
-    if not hasattr(fake_comfy.fp, "get_temp_directory"):  # the grid goes where core Preview Image puts it
-        monkeypatch.setattr(fake_comfy.fp, "get_temp_directory", lambda: str(fake_comfy.root / "temp"), raising=False)
+def likeness(pack, fake_comfy):  # noqa: F811
+    """The Likeness and Strength Sweep nodes' module (fake_comfy's folder_paths has the temp folder
+    the grid preview goes to)."""
     return importlib.import_module(pack.__name__ + ".nodes.likeness")
 
 
 def _shown(out) -> dict:
-    """What the node shows on itself (its ui, as ComfyUI sends it to the editor)."""
-    return out.ui if isinstance(out.ui, dict) else out.ui.as_dict()
+    """What the node shows on itself (its ui, as ComfyUI sends it to the editor): Likeness gives
+    text and images together, as one dict."""
+    assert isinstance(out.ui, dict)
+    return out.ui
 
 
 def _identity_node(pack, rgb):
