@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..hyperlora_core.errors import HyperLoRAError
-from ..hyperlora_core.face_models import PROVIDER_CHOICES
+from ..hyperlora_core.face.models import PROVIDER_CHOICES
 from .comfy_v3 import io
 from .faces import FACE_CHOICES, get_analyzer
 from .utils import ANTELOPEV2_HELP, CATEGORY, face_model_folder_path, list_face_model_folders
@@ -22,8 +22,8 @@ IF_NO_FACE = ["error", "pass through"]
 
 
 def _regions():
-    from ..hyperlora_core.face import regions  # OpenCV and the face pipeline only when a node runs
-    return regions
+    from ..hyperlora_core.face import swap  # OpenCV and the face pipeline only when a node runs
+    return swap
 
 
 def _to_numpy(image: torch.Tensor, what: str) -> np.ndarray:
@@ -146,10 +146,9 @@ class FacePaste(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, crops, crop_info, mask=None) -> io.NodeOutput:
-        from ..hyperlora_core.face import paste as paste_module
 
         if not hasattr(crop_info, "regions"):
             raise HyperLoRAError("'crop_info' must come from the 'Face Crop' node's crop_info output.")
-        out = paste_module.paste_faces(_to_numpy(image, "image"), crop_info, _to_numpy(crops, "crops"),
+        out = _regions().paste_faces(_to_numpy(image, "image"), crop_info, _to_numpy(crops, "crops"),
                                        None if mask is None else _mask_to_numpy(mask))
         return io.NodeOutput(torch.from_numpy(out))

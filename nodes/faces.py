@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..hyperlora_core.face_models import PROVIDER_CHOICES
+from ..hyperlora_core.face.models import PROVIDER_CHOICES
 from ..hyperlora_core.errors import FaceModelError, HyperLoRAError, NoFaceError
 from .comfy_v3 import io, ui
 from .utils import (

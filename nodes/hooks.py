@@ -12,7 +12,7 @@ import logging
 import re
 
 from ..hyperlora_core.errors import HyperLoRAError
-from ..hyperlora_core.regions import identity_keyframes
+from ..hyperlora_core.schedule import identity_keyframes
 from .comfy_v3 import io
 from .lora import check_layers_land, check_sdxl, lora_layers
 from .utils import CATEGORY, comfy_module

@@ -8,8 +8,8 @@ import math
 import numpy as np
 
 from ..hyperlora_core.errors import HyperLoRAError
-from ..hyperlora_core.grid import labelled_grid
-from ..hyperlora_core.likeness import check_labels, reference_embedding, score_images, summary
+from ..hyperlora_core.likeness.grid import labelled_grid
+from ..hyperlora_core.likeness.score import check_labels, reference_embedding, score_images, summary
 from .comfy_v3 import io, ui
 from .faces import FACE_CHOICES, PROVIDERS, Faces, get_analyzer
 from .identity import Identity

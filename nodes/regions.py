@@ -21,7 +21,7 @@ import logging
 import torch
 
 from ..hyperlora_core.errors import HyperLoRAError
-from ..hyperlora_core.regions import (BOXES, LAYOUTS, MAX_REGIONS, as_single_mask, fit_mask, is_empty,
+from ..hyperlora_core.multi_person import (BOXES, LAYOUTS, MAX_REGIONS, as_single_mask, fit_mask, is_empty,
                                       layout_masks, outside_mask, same_aspect)
 from .comfy_v3 import io
 from .utils import CATEGORY, comfy_module

@@ -16,9 +16,9 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from ..hyperlora_core.atomic import MAX_NAME_BYTES, write_error
+from ..hyperlora_core.files.atomic import MAX_NAME_BYTES, write_error
 from ..hyperlora_core.errors import HyperLoRAError
-from ..hyperlora_core.images import float_to_uint8
+from ..hyperlora_core.files.images import float_to_uint8
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""Test-side name for the random release-layout checkpoints (see hyperlora_core.synthetic)."""
+"""Test-side name for the random release-layout checkpoints (see hyperlora_core.bench.synthetic)."""
 
-from hyperlora_core.synthetic import (  # noqa: F401
+from hyperlora_core.bench.synthetic import (  # noqa: F401
     SMALL_MODULES,
     basis_state,
     make_release_folder,

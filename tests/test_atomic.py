@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from hyperlora_core import HyperLoRAError, save_lora
-from hyperlora_core import atomic
-from hyperlora_core.atomic import write_atomic
+from hyperlora_core.files import atomic
+from hyperlora_core.files.atomic import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +72,8 @@ KILLED_WRITER = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r})
     import torch
-    from hyperlora_core import atomic, save_lora
+    from hyperlora_core import save_lora
+    from hyperlora_core.files import atomic
     real_fsync = os.fsync
 
     def stall(fd):  # every byte is written: signal the parent and wait to be killed

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from checkpoints import make_release_folder
-from hyperlora_core import bench, bench_common, bench_faces
-from hyperlora_core.model import HyperLoRA
+from hyperlora_core.bench import common as bench_common, faces as bench_faces, run as bench
+from hyperlora_core.model.hyperlora import HyperLoRA
 
 
 def test_every_stage_names_its_baseline_and_the_chain_is_a_stage():
@@ -76,7 +76,7 @@ def test_chain_stage_on_small_models(tmp_path, monkeypatch):
     from tiny_clip import make_tiny_clip
     from tiny_face_models import make_tiny_antelopev2
 
-    from hyperlora_core import bench_chain
+    from hyperlora_core.bench import chain as bench_chain
 
     hl = HyperLoRA.from_pretrained(make_release_folder(tmp_path / "hl", dim=64, depth=1, inner=64, hyper_dim=16),
                                    torch.float32)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from checkpoints import make_release_folder
 from hyperlora_core import TRIGGER_WORDS, HyperLoRA, IdentityFeatures, cli
-from hyperlora_core.clip_encoder import ClipVisionEncoder
+from hyperlora_core.features.clip import ClipVisionEncoder
 from hyperlora_core.constants import KOHYA_SUFFIX, VARIANTS
 from hyperlora_core.face import FaceAnalyzer
 from tiny_clip import make_tiny_clip

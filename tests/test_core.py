@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from checkpoints import SMALL_MODULES, random_features
 from hyperlora_core import HyperLoRA, IdentityFeatures, TRIGGER_WORDS, lora_metadata, save_lora
-from hyperlora_core.checkpoint import expected_basis_shape, read_modules, sdxl_attention_modules, write_modules_json
-from hyperlora_core.lora import kohya_key_plan
+from hyperlora_core.model.checkpoint import expected_basis_shape, read_modules, sdxl_attention_modules, write_modules_json
+from hyperlora_core.model.lora import kohya_key_plan
 
 PROJ = ["to_q", "to_k", "to_v", "to_out"]
 

@@ -20,8 +20,8 @@ import pytest
 from fake_hub import FakeHub, SilentServer
 from hyperlora_core import cli
 from hyperlora_core.constants import ANTELOPEV2_FILES, HF_REPO_ID, RELEASE_FILES, VARIANTS
-from hyperlora_core.download import ANTELOPEV2_REPO_ID, CLIP_REPO_ID
-from hyperlora_core.hub import LISTING_TRIES, STAGING_FOLDER, TRANSFER_RECONNECTS
+from hyperlora_core.download.models import ANTELOPEV2_REPO_ID, CLIP_REPO_ID
+from hyperlora_core.download.hub import LISTING_TRIES, STAGING_FOLDER, TRANSFER_RECONNECTS
 
 ROOT = Path(__file__).resolve().parent.parent
 FIDELITY, EDIT = VARIANTS
@@ -434,7 +434,7 @@ def test_inside_comfyui_custom_nodes_the_default_is_comfyuis_models_folder(tmp_p
     (comfyui / "models").mkdir(parents=True)
     pack = comfyui / "custom_nodes" / "hyperlora-studio"
     shutil.copytree(ROOT / "hyperlora_core", pack / "hyperlora_core", ignore=shutil.ignore_patterns("__pycache__"))
-    code = "from hyperlora_core.download import default_models_dir; print(default_models_dir())"
+    code = "from hyperlora_core.download.models import default_models_dir; print(default_models_dir())"
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(pack)},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

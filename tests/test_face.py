@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from hyperlora_core.constants import CLIP_MEAN, CLIP_STD
 from hyperlora_core.errors import FaceModelError, HyperLoRAError, InputError, NoFaceError
+from hyperlora_core.features.clip_pixels import clip_pixel_values
 from hyperlora_core.face import (
     DETECT_MAX_SIDE,
     DETECT_SIZES,
@@ -28,12 +29,11 @@ from hyperlora_core.face import (
     base_crop,
     blur_face,
     clip_crop,
-    clip_pixel_values,
     landmark_box,
     remove_background,
 )
-from hyperlora_core.face_models import find_antelopev2, load_face_models, resolve_providers
-from hyperlora_core.images import load_image, to_rgb_list
+from hyperlora_core.face.models import find_antelopev2, load_face_models, resolve_providers
+from hyperlora_core.files.images import load_image, to_rgb_list
 from tiny_face_models import (
     draw_face,
     landmarks_for_box,
@@ -162,7 +162,7 @@ def test_unavailable_provider_falls_back_to_cpu_with_a_warning(antelopev2, caplo
 
 
 def test_provider_that_fails_to_start_is_retried_on_the_cpu(antelopev2, caplog):
-    from hyperlora_core.face_models import _load_one
+    from hyperlora_core.face.models import _load_one
     from insightface.model_zoo import model_zoo
 
     class FailingOnGpu:

@@ -11,7 +11,7 @@ import torch
 
 from hyperlora_core.errors import InputError, NoFaceError
 from hyperlora_core.face import FaceAnalyzer, cut_faces, find_face_regions, landmark_box, paste_faces
-from hyperlora_core.face.regions import place_square, resize
+from hyperlora_core.face.swap import place_square, resize
 from pack import load_pack
 from tiny_face_models import draw_face, make_tiny_antelopev2
 

@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 
 from checkpoints import make_release_folder, random_features
 from hyperlora_core import CheckpointError, HyperLoRA, HyperLoRAError, IdentityFeatures, InputError, save_lora
-from hyperlora_core import sniff
-from hyperlora_core.images import load_image
+from hyperlora_core.files import sniff
+from hyperlora_core.files.images import load_image
 
 HF = "huggingface.co/bytedance-research/HyperLoRA"
 
@@ -137,7 +137,7 @@ def test_a_file_that_is_not_safetensors_says_what_it_is_and_where_to_get_the_rig
     path.unlink()
     make(path)
     if path.is_dir() or path.is_symlink():  # check_release_folder wants a file: test the reader directly
-        from hyperlora_core.checkpoint import SafetensorsFile
+        from hyperlora_core.model.checkpoint import SafetensorsFile
         with pytest.raises(CheckpointError, match=rf"resampler.safetensors is not a valid .safetensors file: it "
                                                   rf"{message}.*not loaded.*{HF}"):
             SafetensorsFile(path)
@@ -256,7 +256,7 @@ def test_identity_of_wrong_kind_of_parts():
     (lambda p: p.write_bytes(b"<!DOCTYPE html><html>Sign in</html>"), "is a web page"),
 ])
 def test_bad_clip_file_says_where_the_right_one_comes_from(tmp_path, make, message):
-    from hyperlora_core.clip_encoder import ClipModelError, ClipVisionEncoder
+    from hyperlora_core.features.clip import ClipModelError, ClipVisionEncoder
 
     path = tmp_path / "clip-vit-large-patch14.safetensors"
     make(path)
@@ -266,7 +266,7 @@ def test_bad_clip_file_says_where_the_right_one_comes_from(tmp_path, make, messa
 
 def test_clip_file_of_int8_weights_is_refused(tmp_path):
     from tiny_clip import make_tiny_clip
-    from hyperlora_core.clip_encoder import ClipModelError, ClipVisionEncoder
+    from hyperlora_core.features.clip import ClipModelError, ClipVisionEncoder
 
     folder = make_tiny_clip(tmp_path / "clip")
     _rewrite(folder / "model.safetensors", lambda s: s.__setitem__(
@@ -278,7 +278,7 @@ def test_clip_file_of_int8_weights_is_refused(tmp_path):
 @pytest.mark.parametrize("content", ["[1, 2]", "[" * 100_000])
 def test_clip_config_that_is_not_an_object(tmp_path, content):
     from tiny_clip import make_tiny_clip
-    from hyperlora_core.clip_encoder import ClipModelError, ClipVisionEncoder
+    from hyperlora_core.features.clip import ClipModelError, ClipVisionEncoder
 
     folder = make_tiny_clip(tmp_path / "clip")
     (folder / "config.json").write_text(content)

@@ -7,8 +7,8 @@ import torch
 
 from checkpoints import random_features
 from hyperlora_core import HyperLoRA
-from hyperlora_core.lora import mix_group
-from hyperlora_core.merge import lora_layers, merge_lora_, merge_layer_, merge_layer_straightforward
+from hyperlora_core.model.lora import mix_group
+from hyperlora_core.bench.merge import lora_layers, merge_lora_, merge_layer_, merge_layer_straightforward
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -44,7 +44,7 @@ def test_grouped_mixing_equals_per_layer(release_folder, device, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_chunked_cpu_mixing_matches_float64(dtype, monkeypatch):
-    monkeypatch.setattr("hyperlora_core.lora.CPU_CHUNK_BYTES", 4096)  # force many chunks
+    monkeypatch.setattr("hyperlora_core.model.lora.CPU_CHUNK_BYTES", 4096)  # force many chunks
     gen = torch.Generator().manual_seed(0)
     bank = torch.randn(7, 16, 40, generator=gen).to(dtype)
     c = torch.randn(7, 16, generator=gen)
@@ -55,7 +55,7 @@ def test_chunked_cpu_mixing_matches_float64(dtype, monkeypatch):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_in_place_merge_equals_straightforward(device, dtype, monkeypatch):
-    monkeypatch.setattr("hyperlora_core.merge.ROW_BLOCK_BYTES", 1024)  # force several row blocks
+    monkeypatch.setattr("hyperlora_core.bench.merge.ROW_BLOCK_BYTES", 1024)  # force several row blocks
     gen = torch.Generator().manual_seed(1)
     weight = (torch.randn(96, 80, generator=gen) * 0.1).to(device, dtype)
     up, down = torch.randn(96, 8, generator=gen).to(dtype), torch.randn(8, 80, generator=gen).to(dtype)

@@ -16,8 +16,8 @@ from PIL import Image
 from hyperlora_core import IdentityFeatures
 from hyperlora_core.errors import InputError
 from hyperlora_core.face import FaceAnalyzer
-from hyperlora_core.grid import BACKGROUND, GAP, MISSING_TEXT, labelled_grid
-from hyperlora_core.likeness import check_labels, mean_similarity, reference_embedding, score_images, summary
+from hyperlora_core.likeness.grid import BACKGROUND, GAP, MISSING_TEXT, labelled_grid
+from hyperlora_core.likeness.score import check_labels, mean_similarity, reference_embedding, score_images, summary
 from pack import node_classes
 from test_nodes import FakeClipVision, face_models, fake_comfy, pack, tiny_antelopev2  # noqa: F401
 from test_train import face_config, face_data  # noqa: F401

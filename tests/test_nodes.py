@@ -463,7 +463,7 @@ def test_missing_face_models_folder_explains_where_they_go(pack, fake_comfy):
 
 
 def test_clip_input_equals_core_clip_pixel_values(pack):
-    face = pytest.importorskip("cv2") and importlib.import_module(f"{PACK}.hyperlora_core.face")
+    pixels = importlib.import_module(f"{PACK}.hyperlora_core.features.clip_pixels")
     identity_mod = importlib.import_module(f"{PACK}.nodes.identity")
     rng = np.random.default_rng(3)
     crops = [rng.integers(0, 256, (300, 300, 3), dtype=np.uint8), rng.integers(0, 256, (180, 240, 3), dtype=np.uint8)]
@@ -472,7 +472,7 @@ def test_clip_input_equals_core_clip_pixel_values(pack):
     std = torch.tensor([0.26862954, 0.26130258, 0.27577711])
     # ComfyUI's clip_preprocess on a 224 x 224 input: round to 8 bits, then normalise
     normalised = ((ours * 255).round() / 255 - mean) / std
-    torch.testing.assert_close(normalised.permute(0, 3, 1, 2), face.clip_pixel_values(crops), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normalised.permute(0, 3, 1, 2), pixels.clip_pixel_values(crops), atol=1e-5, rtol=0)
 
 
 def test_load_faces_without_insightface_explains_how_to_install(pack, fake_comfy, monkeypatch):

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from hyperlora_core.face import base_crop, clip_crop, remove_background
-from hyperlora_core.images import to_rgb_list
+from hyperlora_core.files.images import to_rgb_list
 from tiny_face_models import draw_face, landmarks_for_box, make_tiny_antelopev2
 
 OUTLINE = [1, 9, 10, 11, 12, 13, 14, 15, 16, 2, 3, 4, 5, 6, 7, 8, 0,

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from hyperlora_core import HyperLoRA
 from hyperlora_core.errors import CheckpointError
-from hyperlora_core.synthetic import SMALL_MODULES, make_release_folder
+from hyperlora_core.bench.synthetic import SMALL_MODULES, make_release_folder
 from hyperlora_core.train import STAGES, ConfigError, Trainer, config_from_dict
 from hyperlora_core.train.backbone import check_sdxl
 from hyperlora_core.train.data import DataError, write_index, write_item
@@ -464,7 +464,7 @@ def sdxl_shaped():
 
 
 def test_an_sdxl_unet_gives_the_released_module_list_in_order(sdxl_shaped):
-    from hyperlora_core.checkpoint import sdxl_attention_modules
+    from hyperlora_core.model.checkpoint import sdxl_attention_modules
 
     targets = find_attention_modules(sdxl_shaped.unet)
     assert [t.spec.name for t in targets] == [m.name for m in sdxl_attention_modules()]

@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from torch.utils.checkpoint import checkpoint
 
-from ..atomic import write_atomic
+from ..files.atomic import write_atomic
 from ..errors import CheckpointError
-from ..model import HyperLoRA
+from ..model.hyperlora import HyperLoRA
 from .backbone import Backbone, load_backbone
 from .config import Config, ConfigError, config_changes
 from .data import CachedDataset, collate, prepare_cache
