@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save
@@ -17,14 +17,12 @@ from ..files.atomic import write_atomic
 from .config import config_changes
 from .distributed import barrier
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
 log = logging.getLogger(__name__)
 
 
-def save_checkpoint(self: "Trainer") -> Path:
-    """The run's state as ``step_N/`` in its checkpoints folder (main process), keeping the newest few."""
+def save_checkpoint(self: Any) -> Path:
+    """The run's state as ``step_N/`` in its checkpoints folder (main process), keeping the newest few.
+    ``self``: the :class:`~.trainer.Trainer` (not imported here: the trainer imports this module)."""
     folder = self.checkpoints / f"step_{self.step:08d}"
     if self.dist.is_main:
         partial = folder.with_name(folder.name + ".partial")
@@ -54,7 +52,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
     found = sorted(p for p in folder.glob("step_*[0-9]") if (p / "state.json").is_file())
     return found[-1] if found else None
 
-def resume_from_checkpoint(self: "Trainer") -> bool:
+def resume_from_checkpoint(self: Any) -> bool:
     """Continue from the newest checkpoint, refusing one whose configuration differs."""
     folder = latest_checkpoint(self.checkpoints)
     if folder is None:
