@@ -17,6 +17,7 @@ from checkpoints import make_release_folder, random_features
 from hyperlora_core import CheckpointError, HyperLoRA, HyperLoRAError, IdentityFeatures, InputError, save_lora
 from hyperlora_core.files import sniff
 from hyperlora_core.files.images import load_image
+from hyperlora_core.model.finite import all_finite
 
 HF = "huggingface.co/bytedance-research/HyperLoRA"
 
@@ -85,6 +86,19 @@ def test_non_finite_small_network_is_refused_at_load(folder, file, key, value):
     _rewrite(folder / file, damage)
     with pytest.raises(CheckpointError, match=rf"{file}: tensor '{key}' holds NaN or infinite values.*Download"):
         HyperLoRA.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_finite_check_finds_one_nan_or_infinity_anywhere(dtype):
+    for size in (1, 33, 4099):
+        for index in sorted({0, size // 2, size - 1}):
+            for value in (float("nan"), float("inf"), float("-inf")):
+                tensor = torch.randn(size).to(dtype)
+                tensor[index] = value
+                assert not all_finite(tensor.view(1, size)), (size, index, value)
+    assert all_finite(torch.randn(4099).to(dtype))
+    assert all_finite(torch.empty(0, dtype=dtype)) and all_finite(torch.arange(5))
+    assert not all_finite(torch.tensor([1e5]).to(torch.float16))  # too large for float16 after conversion
 
 
 def test_finite_clip_features_that_overflow_the_maths_are_explained(model):
