@@ -72,7 +72,7 @@ def test_recognition_stand_in_has_iresnet100s_size():
 def test_chain_stage_on_small_models(tmp_path, monkeypatch):
     pytest.importorskip("insightface")
     from clip_vision_standin import StandInClipVision
-    from test_nodes import _photo
+    from node_fixtures import _photo
     from tiny_clip import make_tiny_clip
     from tiny_face_models import make_tiny_antelopev2
 

@@ -1,5 +1,6 @@
-"""Likeness (ArcFace cosine similarity to the person) on the tiny face models: the core, the grid,
-the Likeness and Strength Sweep nodes (without ComfyUI) and the trainer's sample report."""
+"""Likeness (ArcFace cosine similarity to the person) on the tiny face models: the core
+(hyperlora_core/likeness/), the grid, the Likeness and Strength Sweep nodes (nodes/likeness.py, without
+ComfyUI) and the trainer's sample report."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from hyperlora_core.errors import InputError
 from hyperlora_core.face import FaceAnalyzer
 from hyperlora_core.likeness.grid import BACKGROUND, GAP, MISSING_TEXT, labelled_grid
 from hyperlora_core.likeness.score import check_labels, mean_similarity, reference_embedding, score_images, summary
+from node_fixtures import FakeClipVision, face_models, fake_comfy, pack, tiny_antelopev2  # noqa: F401
 from pack import node_classes
-from test_nodes import FakeClipVision, face_models, fake_comfy, pack, tiny_antelopev2  # noqa: F401
 from test_train import face_config, face_data  # noqa: F401
 from tiny_face_models import make_tiny_antelopev2, marked_picture
 

@@ -162,18 +162,20 @@ def test_background_removed_canvas_is_grey_outside_the_pasted_square():
 def test_comfyui_images_become_8_bit_by_truncation():
     """LoadImage gives k / 255 in float32: truncation gives k back, like rounding. A resized
     picture's (k + 0.6) / 255 becomes k, as in the reference, not k + 1."""
+    import importlib
+
     from pack import load_pack
 
-    utils = load_pack().nodes.utils
+    images = importlib.import_module(load_pack().__name__ + ".nodes.images")
     k = np.arange(256, dtype=np.float32)
     loaded = torch.from_numpy(np.tile(k / 255.0, (64, 1))[None, :, :, None].repeat(3, axis=3).copy())
     assert loaded.dtype == torch.float32
-    np.testing.assert_array_equal(utils.images_to_uint8(loaded)[0][..., 0], np.tile(k, (64, 1)))
+    np.testing.assert_array_equal(images.images_to_uint8(loaded)[0][..., 0], np.tile(k, (64, 1)))
     np.testing.assert_array_equal(to_rgb_list(loaded)[0][..., 0], np.tile(k, (64, 1)))
     resized = torch.from_numpy((np.minimum(k + 0.6, 255) / 255.0).astype(np.float32))
     resized = resized.view(1, 1, 256, 1).expand(1, 64, 256, 3).contiguous()
     expected = np.tile((np.minimum(k + 0.6, 255)).astype(np.uint8), (64, 1))
-    np.testing.assert_array_equal(utils.images_to_uint8(resized)[0][..., 1], expected)
+    np.testing.assert_array_equal(images.images_to_uint8(resized)[0][..., 1], expected)
     np.testing.assert_array_equal(to_rgb_list(resized)[0][..., 1], expected)
     assert (expected[0, :255] == k[:255]).all()  # truncated: one level below what rounding gives
 

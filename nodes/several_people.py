@@ -23,8 +23,9 @@ import torch
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.multi_person import (BOXES, LAYOUTS, MAX_REGIONS, as_single_mask, fit_mask, is_empty,
                                       layout_masks, outside_mask, same_aspect)
+from . import CATEGORY
+from .comfy_access import comfy_module
 from .comfy_v3 import io
-from .utils import CATEGORY, comfy_module
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,6 @@
-"""Face regions of any picture (crop, mask) and pasting re-drawn crops back, on the tiny face models
-(faces are markers the tests draw, so the tests decide where the faces are)."""
+"""Face swap: face regions of any picture (crop, mask) and pasting re-drawn crops back
+(hyperlora_core/face/swap.py), and the Face Crop and Face Paste nodes over them (nodes/face_swap.py), on
+the tiny face models (faces are markers the tests draw, so the tests decide where the faces are)."""
 
 from __future__ import annotations
 
@@ -190,7 +191,7 @@ def test_a_picture_without_a_face_is_named_or_passed_through_if_chosen(analyzer)
 
 @pytest.fixture
 def nodes(antelopev2, monkeypatch):
-    module = importlib.import_module(load_pack().__name__ + ".nodes.face_regions")
+    module = importlib.import_module(load_pack().__name__ + ".nodes.face_swap")
     monkeypatch.setattr(module, "face_model_folder_path", lambda name: str(antelopev2))
     return module
 

@@ -4,40 +4,28 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.face.models import PROVIDER_CHOICES
+from . import CATEGORY
 from .comfy_v3 import io
 from .faces import FACE_CHOICES, get_analyzer
-from .utils import ANTELOPEV2_HELP, CATEGORY, face_model_folder_path, list_face_model_folders
+from .images import image_to_float, mask_to_float
+from .model_folders import ANTELOPEV2_HELP, face_model_folder_path, list_face_model_folders
 
 log = logging.getLogger(__name__)
 
 HYPERLORA_FACE_CROP = "HYPERLORA_FACE_CROP"
-ALL_FACES = "all faces"
-CROP_CHOICES = {**FACE_CHOICES, ALL_FACES: "all"}
+# The face_choice label for one crop per face (the core's choice is face.swap.ALL_FACES, "all").
+ALL_FACES_CHOICE = "all faces"
+CROP_CHOICES = {**FACE_CHOICES, ALL_FACES_CHOICE: "all"}
 IF_NO_FACE = ["error", "pass through"]
 
 
-def _regions():
+def _face_swap():
     from ..hyperlora_core.face import swap  # OpenCV and the face pipeline only when a node runs
     return swap
-
-
-def _to_numpy(image: torch.Tensor, what: str) -> np.ndarray:
-    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4):
-        raise HyperLoRAError(f"'{what}' should be an IMAGE (batch, height, width, channels); got "
-                             f"{getattr(image, 'shape', type(image).__name__)}.")
-    image = image if image.dim() == 4 else image[None]
-    return image[..., :3].detach().cpu().float().numpy()
-
-
-def _mask_to_numpy(mask: torch.Tensor) -> np.ndarray:
-    if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3):
-        raise HyperLoRAError(f"'mask' should be a MASK (batch, height, width); got {getattr(mask, 'shape', type(mask).__name__)}.")
-    return mask.detach().cpu().float().numpy()
 
 
 FaceCropInfo = io.Custom(HYPERLORA_FACE_CROP)
@@ -107,11 +95,11 @@ class FaceCrop(io.ComfyNode):
                 if_no_face: str = "error") -> io.NodeOutput:
         if face_choice not in CROP_CHOICES:
             raise HyperLoRAError(f"Unknown face_choice {face_choice!r}: use one of {', '.join(CROP_CHOICES)}.")
-        regions = _regions()
-        pictures = _to_numpy(image, "image")
+        swap = _face_swap()
+        pictures = image_to_float(image, "image")
         analyzer = get_analyzer(face_model_folder_path(face_model), provider)
-        found = regions.find_face_regions(analyzer, pictures, CROP_CHOICES[face_choice], crop_factor, if_no_face)
-        info = regions.cut_faces(pictures, found, size, grow, feather)
+        found = swap.find_face_regions(analyzer, pictures, CROP_CHOICES[face_choice], crop_factor, if_no_face)
+        info = swap.cut_faces(pictures, found, size, grow, feather)
         faces = sum(not r.empty for r in info.regions)
         log.info("HyperLoRA: %d face crop(s) of %dx%d from %d picture(s)", faces, info.size, info.size, len(pictures))
         # Copies: crop_info keeps the crops as cut, to know a crop that comes back unchanged.
@@ -146,9 +134,8 @@ class FacePaste(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, crops, crop_info, mask=None) -> io.NodeOutput:
-
         if not hasattr(crop_info, "regions"):
             raise HyperLoRAError("'crop_info' must come from the 'Face Crop' node's crop_info output.")
-        out = _regions().paste_faces(_to_numpy(image, "image"), crop_info, _to_numpy(crops, "crops"),
-                                       None if mask is None else _mask_to_numpy(mask))
+        out = _face_swap().paste_faces(image_to_float(image, "image"), crop_info, image_to_float(crops, "crops"),
+                                       None if mask is None else mask_to_float(mask))
         return io.NodeOutput(torch.from_numpy(out))

@@ -3,8 +3,7 @@ included, and bad names get our message rather than a raw error from deep inside
 
 from __future__ import annotations
 
-from hls_comfy import execution_error
-from test_server import _chain
+from hls_comfy import execution_error, lora_chain
 
 
 def _save(prompt: dict, node: str, inputs: dict) -> dict:
@@ -20,11 +19,11 @@ def test_save_through_a_symlink_inside_the_output_folder_is_refused(server):
     link = server.base / "output" / "escape_link"
     if not link.is_symlink():
         link.symlink_to(outside, target_is_directory=True)
-    entry = server.run(_save(_chain(), "HLS_SaveLoRA", {"lora": ["6", 0], "filename_prefix": "escape_link/person"}))
+    entry = server.run(_save(lora_chain(), "HLS_SaveLoRA", {"lora": ["6", 0], "filename_prefix": "escape_link/person"}))
     error = execution_error(entry)
     assert error is not None and error["node_type"] == "HLS_SaveLoRA", error
     assert "points outside ComfyUI's output folder" in error["exception_message"]
-    entry = server.run(_save(_chain(), "HLS_SaveIdentity",
+    entry = server.run(_save(lora_chain(), "HLS_SaveIdentity",
                              {"identity": ["4", 0], "filename_prefix": "escape_link/sub/alice"}))
     error = execution_error(entry)
     assert error is not None and error["node_type"] == "HLS_SaveIdentity", error
@@ -34,7 +33,7 @@ def test_save_through_a_symlink_inside_the_output_folder_is_refused(server):
 
 def test_nul_byte_and_over_long_prefix_get_our_message(server):
     for prefix, message in (("loras/bad\x00name", "NUL byte"), ("loras/" + "n" * 300, "bytes per name")):
-        entry = server.run(_save(_chain(), "HLS_SaveLoRA", {"lora": ["6", 0], "filename_prefix": prefix}))
+        entry = server.run(_save(lora_chain(), "HLS_SaveLoRA", {"lora": ["6", 0], "filename_prefix": prefix}))
         error = execution_error(entry)
         assert error is not None and error["node_type"] == "HLS_SaveLoRA", error
         assert error["exception_type"].endswith("HyperLoRAError") and message in error["exception_message"]
