@@ -187,28 +187,6 @@ def test_single_clip_vision_file_gives_the_same_lora(setup, capsys, tmp_path):
     assert_same_lora(load_file(str(out)), reference)
 
 
-def test_full_openai_clip_layout_loads_only_the_vision_tower(setup, tmp_path):
-    """OpenAI's repository: a CLIPConfig with text and vision parts, text and vision weights in one file."""
-    from safetensors.torch import save_file
-
-    tiny = setup["models"] / "hyper_lora" / "clip_vit" / "clip_vit_large_14"
-    folder = tmp_path / "clip_vit_large_14"
-    folder.mkdir()
-    vision = json.loads((tiny / "config.json").read_text())
-    text = {"hidden_size": 768, "model_type": "clip_text_model", "num_hidden_layers": 12}
-    (folder / "config.json").write_text(json.dumps(
-        {"architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": 768,
-         "text_config": text, "vision_config": vision}))
-    weights = load_file(str(tiny / "model.safetensors"))
-    weights.update({"text_model.embeddings.token_embedding.weight": torch.zeros(10, 768),
-                    "logit_scale": torch.tensor(2.6592), "text_projection.weight": torch.zeros(768, 768)})
-    save_file(weights, str(folder / "model.safetensors"))
-    pixels = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    full = ClipVisionEncoder.load(folder).encode(pixels)
-    assert full.shape == (1, 257, 1024)
-    assert torch.equal(full, ClipVisionEncoder.load(tiny).encode(pixels))
-
-
 # --------------------------------------------------------------------------------------------
 # bad inputs: one line, exit code 1
 

@@ -1,22 +1,30 @@
-"""Every bad input to the core gives an error that names the problem and the fix."""
+"""Loading a release folder (model/checkpoint.py): the modules list, and every damaged, missing or
+foreign file gives an error that names the problem and the fix."""
 
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
-from checkpoints import random_features
-from hyperlora_core import CheckpointError, HyperLoRA, HyperLoRAError, InputError
+from checkpoints import SMALL_MODULES
+from damaged_files import legacy_pickle as _legacy_pickle, rewrite as _rewrite
+from hyperlora_core import CheckpointError, HyperLoRA
+from hyperlora_core.files import sniff
+from hyperlora_core.model.checkpoint import read_modules, write_modules_json
+
+HF = "huggingface.co/bytedance-research/HyperLoRA"
 
 
-def _rewrite(path, change):
-    state = load_file(str(path))
-    change(state)
-    path.unlink()
-    save_file(state, str(path))
+def test_json_order_is_kept_not_sorted(tmp_path):
+    modules = list(reversed(SMALL_MODULES))
+    write_modules_json(modules, tmp_path / "m.json")
+    assert [m.name for m in read_modules(tmp_path / "m.json")] == [m.name for m in modules]
+
+
+# -- missing, truncated and mismatched files ---------------------------------------------------
 
 
 def test_missing_folder_lists_layout_and_download(tmp_path):
@@ -103,86 +111,71 @@ def test_bad_json(small_folder, content, message):
         HyperLoRA.from_pretrained(small_folder)
 
 
-@pytest.mark.parametrize("dtype", ["float64", torch.int8, "half-ish"])
-def test_unsupported_dtype(small_folder, dtype):
-    with pytest.raises(HyperLoRAError, match="use float32, float16 or bfloat16"):
-        HyperLoRA.from_pretrained(small_folder, dtype=dtype)
+# -- dtypes ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_cuda_without_gpu(small_folder):
-    with pytest.raises(HyperLoRAError, match="sees no CUDA GPU"):
-        HyperLoRA.from_pretrained(small_folder, device="cuda")
+def test_int8_basis_is_refused_naming_tensor_and_dtype(folder):
+    _rewrite(folder / "hyper_lora_modules.safetensors",
+             lambda s: s.__setitem__("1.to_k.id_up_basis", s["1.to_k.id_up_basis"].to(torch.int8)))
+    with pytest.raises(CheckpointError, match=r"'1.to_k.id_up_basis' is stored as int8.*float16, bfloat16 or "
+                                              r"float32.*not loaded.*" + HF):
+        HyperLoRA.from_pretrained(folder)
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from checkpoints import make_release_folder
-    return HyperLoRA.from_pretrained(
-        make_release_folder(tmp_path_factory.mktemp("m") / "c", dim=64, depth=1, inner=64, hyper_dim=16))
-
-
-def test_string_dtypes_accepted(small_folder):
-    assert HyperLoRA.from_pretrained(small_folder, dtype="fp16").dtype == torch.float16
-    assert HyperLoRA.from_pretrained(small_folder, dtype="bf16").dtype == torch.bfloat16
-
-
-def test_single_photo_without_batch_dim_is_accepted(model):
-    arcface, clip = random_features(1)
-    one = model.generate_id_lora(arcface[0], clip[0])
-    batched = model.generate_id_lora(arcface, clip)
-    assert all(torch.equal(one[k], batched[k]) for k in one)
-
-
-@pytest.mark.parametrize("arcface, clip, message", [
-    (torch.zeros(2, 256), torch.zeros(2, 257, 1024), r"arcface_embeds must have shape \(N, 512\).*got \[2, 256\]"),
-    (None, torch.zeros(2, 257, 768), r"clip_tokens must have shape \(N, 257, 1024\).*got \[2, 257, 768\]"),
-    (None, torch.zeros(2, 1024), r"clip_tokens must have shape"),
-    (torch.zeros(0, 512), torch.zeros(0, 257, 1024), r"no photo \(N = 0\)"),
-    ("nope", None, "must be a tensor"),
-    (torch.ones(2, 512, dtype=torch.int64), None, "must be floating point"),
+@pytest.mark.parametrize("file, key, dtype, name", [
+    ("id_projector.safetensors", "2.bias", torch.bool, "bool"),
+    ("resampler.safetensors", "proj_out.weight", torch.int8, "int8"),
+    ("resampler.safetensors", "latents", torch.float64, "float64"),
 ])
-def test_bad_feature_shapes_and_types(model, arcface, clip, message):
-    good_a, good_c = random_features(2)
-    with pytest.raises(InputError, match=message):
-        model.generate_id_lora(good_a if arcface is None else arcface, good_c if clip is None else clip)
+def test_small_network_of_another_dtype_is_refused(folder, file, key, dtype, name):
+    _rewrite(folder / file, lambda s: s.__setitem__(key, s[key].to(dtype)))
+    with pytest.raises(CheckpointError, match=rf"{file}: tensor '{key}' is stored as {name}"):
+        HyperLoRA.from_pretrained(folder)
 
 
-def test_batch_size_mismatch(model):
-    a, _ = random_features(2)
-    _, c = random_features(3)
-    with pytest.raises(InputError, match="arcface_embeds has 2 photos but clip_tokens has 3"):
-        model.generate_id_lora(a, c)
+# -- files that are not safetensors --------------------------------------------------------------
 
 
-def test_nan_in_inputs(model):
-    a, c = random_features(2)
-    c[1, 5, 7] = float("nan")
-    with pytest.raises(InputError, match="clip_tokens contains NaN"):
-        model.generate_id_lora(a, c)
-    a2 = a.clone()
-    a2[0, 0] = float("inf")
-    with pytest.raises(InputError, match="arcface_embeds contains NaN or infinite"):
-        model.generate_id_lora(a2, random_features(2)[1])
-
-
-def test_unnormalised_arcface_is_refused(model):
-    a, c = random_features(1)
-    with pytest.raises(InputError, match="must be L2-normalised.*normed_embedding"):
-        model.generate_id_lora(a * 20, c)
-
-
-@pytest.mark.parametrize("weights, message", [
-    ([1.0], "weights has 1 entries for 2 photos"),
-    ([0.0, 0.0], "not all zero"),
-    ([1.0, -1.0], "non-negative"),
+@pytest.mark.parametrize("make, message", [
+    (lambda p: _legacy_pickle(p), "is a Python pickle .*renamed.*not opened"),
+    (lambda p: p.write_bytes(pickle.dumps({"w": [1, 2]}, protocol=4)), "is a Python pickle"),
+    (lambda p: torch.save({"w": torch.zeros(2)}, p), "is a zip archive .*zipped pickles"),
+    (lambda p: p.write_bytes(b""), r"is empty \(0 bytes\)"),
+    (lambda p: p.mkdir(), "is a folder, not a file"),
+    (lambda p: p.symlink_to("/dev/zero"), "is not a regular file"),
+    (lambda p: p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{"), "is truncated"),
 ])
-def test_bad_photo_weights(model, weights, message):
-    with pytest.raises(InputError, match=message):
-        model.generate_id_lora(*random_features(2), weights=weights)
+def test_a_file_that_is_not_safetensors_says_what_it_is_and_where_to_get_the_right_one(folder, make, message):
+    path = folder / "resampler.safetensors"
+    path.unlink()
+    make(path)
+    if path.is_dir() or path.is_symlink():  # check_release_folder wants a file: test the reader directly
+        from hyperlora_core.model.checkpoint import SafetensorsFile
+        with pytest.raises(CheckpointError, match=rf"resampler.safetensors is not a valid .safetensors file: it "
+                                                  rf"{message}.*not loaded.*{HF}"):
+            SafetensorsFile(path)
+        return
+    with pytest.raises(CheckpointError, match=rf"resampler.safetensors is not a valid .safetensors file: it "
+                                              rf"{message}.*not loaded.*{HF}"):
+        HyperLoRA.from_pretrained(folder)
 
 
-def test_base_lora_without_base_weights_says_so(model):
-    assert not model.has_base_lora
-    with pytest.raises(HyperLoRAError, match="has no Base-LoRA weights.*Use the ID-LoRA alone"):
-        model.generate_base_lora(random_features(1)[1])
+def test_unreadable_checkpoint_says_permission_denied_not_missing(folder, monkeypatch):
+    # Tests may run as root, where chmod does not stop reading: the denial is simulated where it is met.
+    real_open = open
+
+    def denied(path, *args, **kwargs):
+        if str(path).endswith("id_projector.safetensors"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(sniff, "open", denied, raising=False)
+    with pytest.raises(CheckpointError) as caught:
+        HyperLoRA.from_pretrained(folder)
+    assert "permission denied" in str(caught.value) and "No such file" not in str(caught.value)
+    assert "id_projector.safetensors" in str(caught.value)
+
+
+def test_deeply_nested_modules_json(folder):
+    (folder / "hyper_lora_modules.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="nests too deeply.*Download it again"):
+        HyperLoRA.from_pretrained(folder)

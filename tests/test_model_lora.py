@@ -1,24 +1,36 @@
-"""The fast kernels give the straightforward per-layer results, for every dtype (CPU; GPU when present)."""
+"""model/lora.py: the kohya key plan of the v1 module list, and the fast mixing kernels against the
+straightforward per-layer results, for every dtype (CPU; GPU when present)."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from checkpoints import random_features
+from dtype_checks import DEVICES, DTYPES, assert_close_in_dtype as _close
 from hyperlora_core import HyperLoRA
-from hyperlora_core.model.lora import mix_group
-from hyperlora_core.bench.merge import lora_layers, merge_lora_, merge_layer_, merge_layer_straightforward
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-# relative to the largest value: one rounding to the dtype, plus float32 accumulation
-TOL = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+from hyperlora_core.constants import PROJECTIONS as PROJ
+from hyperlora_core.model.checkpoint import expected_basis_shape, read_modules, sdxl_attention_modules, write_modules_json
+from hyperlora_core.model.lora import kohya_key_plan, mix_group
 
 
-def _close(a, b, dtype):
-    scale = b.float().abs().max().item() or 1.0
-    assert (a.float() - b.float()).abs().max().item() <= TOL[dtype] * scale
+def test_v1_sized_plan_without_allocating(tmp_path):
+    modules = sdxl_attention_modules()
+    write_modules_json(modules, tmp_path / "hyper_lora_modules.json")
+    read = read_modules(tmp_path / "hyper_lora_modules.json")
+    assert read == modules and len(read) == 140
+    assert sum(m.hidden_size == 640 for m in read) == 2 * (2 * 2 + 3 * 2)
+    plan = kohya_key_plan(read, rank=8)
+    assert len(plan) == 1680
+    assert sum(k.endswith(".lora_down.weight") for k in plan) == 560
+    assert sum(math.prod(s) for k, s in plan.items() if not k.endswith(".alpha")) == 11_612_160
+    assert plan["lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight"] == (8, 2048)
+    assert plan["lora_unet_up_blocks_0_attentions_2_transformer_blocks_9_attn1_to_out_0.lora_up.weight"] == (1280, 8)
+    bases = sum(math.prod(expected_basis_shape(m, p, role, 128, 8)) for m in read for p in PROJ for role in ("down", "up"))
+    assert bases == 1_486_356_480
+    assert 8 * len(read) == 1120  # the resampler's learned queries
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -50,33 +62,3 @@ def test_chunked_cpu_mixing_matches_float64(dtype, monkeypatch):
     c = torch.randn(7, 16, generator=gen)
     expected = torch.einsum("gk,gkm->gm", c.double(), bank.double())
     _close(mix_group(c, bank), expected, torch.float32 if dtype == torch.float32 else dtype)
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_in_place_merge_equals_straightforward(device, dtype, monkeypatch):
-    monkeypatch.setattr("hyperlora_core.bench.merge.ROW_BLOCK_BYTES", 1024)  # force several row blocks
-    gen = torch.Generator().manual_seed(1)
-    weight = (torch.randn(96, 80, generator=gen) * 0.1).to(device, dtype)
-    up, down = torch.randn(96, 8, generator=gen).to(dtype), torch.randn(8, 80, generator=gen).to(dtype)
-    fast = merge_layer_(weight.clone(), up, down, 0.425)
-    slow = merge_layer_straightforward(weight.clone(), up, down, 0.425)
-    expected = weight.double() + 0.425 * (up.double().to(device) @ down.double().to(device))
-    _close(fast, expected, dtype)
-    _close(slow, expected, dtype)
-    assert fast.dtype == dtype and fast.data_ptr() != weight.data_ptr()
-
-
-def test_merge_lora_uses_alpha_over_rank_and_names_missing_layers(release_folder):
-    hl = HyperLoRA.from_pretrained(release_folder)
-    lora = hl.generate_id_lora(*random_features(1))
-    layers = lora_layers(lora)
-    weights = {name: torch.zeros(up.shape[0], down.shape[1]) for name, (up, down, _) in layers.items()}
-    merged = merge_lora_(weights, lora, strength=0.8)
-    assert merged == list(layers)
-    name, (up, down, scale) = next(iter(layers.items()))
-    assert scale == 0.5  # alpha 4 / rank 8
-    torch.testing.assert_close(weights[name], 0.8 * 0.5 * up @ down)
-    weights.pop(name)
-    with pytest.raises(KeyError, match=name):
-        merge_lora_(weights, lora)
