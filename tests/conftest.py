@@ -65,3 +65,27 @@ def analyzer(antelopev2):
     from hyperlora_core.face import FaceAnalyzer
 
     return FaceAnalyzer(antelopev2, provider="CPU")
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """The fake Hugging Face Hub of tests/fake_hub.py serving download_harness.fake_repos(), as HF_ENDPOINT."""
+    from download_harness import fake_repos
+    from fake_hub import FakeHub
+
+    fake = FakeHub(fake_repos()).start()
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    """An empty ComfyUI/models folder for the download command to fill."""
+    folder = tmp_path / "ComfyUI" / "models"
+    folder.mkdir(parents=True)
+    return folder
