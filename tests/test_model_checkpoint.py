@@ -9,13 +9,11 @@ import pickle
 import pytest
 import torch
 
-from checkpoints import SMALL_MODULES
+from checkpoints import HF, SMALL_MODULES
 from damaged_files import legacy_pickle as _legacy_pickle, rewrite as _rewrite
 from hyperlora_core import CheckpointError, HyperLoRA
 from hyperlora_core.files import sniff
 from hyperlora_core.model.checkpoint import read_modules, write_modules_json
-
-HF = "huggingface.co/bytedance-research/HyperLoRA"
 
 
 def test_json_order_is_kept_not_sorted(tmp_path):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from checkpoints import random_features
+from checkpoints import HF, random_features
 from damaged_files import rewrite as _rewrite
 from hyperlora_core import CheckpointError, HyperLoRA, HyperLoRAError, InputError, save_lora
-
-HF = "huggingface.co/bytedance-research/HyperLoRA"
 
 
 def test_nan_bases_give_an_error_naming_the_checkpoint_not_a_nan_lora(folder):

@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from checkpoints import random_features
+from checkpoints import HF, random_features
 from hyperlora_core import CheckpointError, HyperLoRA, HyperLoRAError, InputError
-
-HF = "huggingface.co/bytedance-research/HyperLoRA"
 
 
 # -- loading ------------------------------------------------------------------------------------
