@@ -14,6 +14,9 @@ Edges, for an import in module M:
   defined by its ``__init__``).
 Every strongly connected component of more than one module is a circle, as is a module that
 imports itself.
+
+What hyperlora_core may reach is checked here too: never ComfyUI's packages or nodes/, never an
+unpickler.
 """
 
 from __future__ import annotations
@@ -211,10 +214,41 @@ def test_every_relative_import_lands_on_a_module_of_the_pack():
 
 def test_core_never_imports_the_nodes():
     """hyperlora_core knows nothing of ComfyUI, so it never reaches into nodes/ (relatively) either;
-    test_core.py::test_core_never_imports_comfyui checks ComfyUI's own packages."""
+    test_core_never_imports_comfyui below checks ComfyUI's own packages."""
     wrong = [e.describe() for e in import_edges(ROOT)
              if e.source.startswith("hyperlora_core") and e.target.split(".")[0] == "nodes"]
     assert not wrong, "hyperlora_core imports the ComfyUI nodes:\n" + "\n".join(wrong)
+
+
+# -- what hyperlora_core may import and call ---------------------------------------------------
+
+def test_core_never_unpickles():
+    root = Path(__file__).resolve().parent.parent / "hyperlora_core"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        assert "import pickle" not in text, path
+        if path.parent.name == "train":
+            # the trainer reads back its own optimizer state, with the safe tensors-only unpickler
+            assert text.count("torch.load(") == text.count("weights_only=True"), path
+        else:
+            assert "torch.load(" not in text, path
+
+
+def test_core_never_imports_comfyui():
+    """hyperlora_core is usable without ComfyUI: no module of it imports ComfyUI's packages."""
+    import ast
+
+    comfy_roots = {"comfy", "comfy_extras", "comfy_api", "folder_paths", "nodes", "server", "execution"}
+    root = Path(__file__).resolve().parent.parent / "hyperlora_core"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            assert not any(name.split(".")[0] in comfy_roots for name in names), f"{path}: imports {names}"
 
 
 # -- the graph on a small tree --------------------------------------------------------------------

@@ -21,7 +21,7 @@ from hyperlora_core.likeness.grid import BACKGROUND, GAP, MISSING_TEXT, labelled
 from hyperlora_core.likeness.score import check_labels, mean_similarity, reference_embedding, score_images, summary
 from node_fixtures import FakeClipVision, face_models, fake_comfy, pack, tiny_antelopev2  # noqa: F401
 from pack import node_classes
-from test_train import face_config, face_data  # noqa: F401
+from tiny_training import face_config, face_data  # noqa: F401
 from tiny_face_models import make_tiny_antelopev2, marked_picture
 
 
@@ -260,7 +260,7 @@ def test_trainer_samples_report_the_likeness_when_face_models_are_set(tmp_path, 
 
 def test_trainer_without_face_models_reports_nothing(tmp_path):
     from hyperlora_core.train import Trainer
-    from test_train import make_cache, tiny_config
+    from tiny_training import make_cache, tiny_config
 
     config = tiny_config(tmp_path, make_cache(tmp_path / "cache", 2), output={"sample_every": 1, "sample_steps": 1})
     config.training.max_steps = 1

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from hyperlora_core.face import base_crop, clip_crop, remove_background
-from hyperlora_core.files.images import to_rgb_list
-from tiny_face_models import draw_face, landmarks_for_box, make_tiny_antelopev2
+from tiny_face_models import draw_face, landmarks_for_box
 
 OUTLINE = [1, 9, 10, 11, 12, 13, 14, 15, 16, 2, 3, 4, 5, 6, 7, 8, 0,
            24, 23, 22, 21, 20, 19, 18, 32, 31, 30, 29, 28, 27, 26, 25, 17,
@@ -157,34 +155,6 @@ def test_background_removed_canvas_is_grey_outside_the_pasted_square():
     w = int(round(box[2])) - int(round(box[0]))
     outside[y : y + w, x : x + w] = False
     assert (out[outside] == GREY).all()
-
-
-def test_comfyui_images_become_8_bit_by_truncation():
-    """LoadImage gives k / 255 in float32: truncation gives k back, like rounding. A resized
-    picture's (k + 0.6) / 255 becomes k, as in the reference, not k + 1."""
-    import importlib
-
-    from pack import load_pack
-
-    images = importlib.import_module(load_pack().__name__ + ".nodes.images")
-    k = np.arange(256, dtype=np.float32)
-    loaded = torch.from_numpy(np.tile(k / 255.0, (64, 1))[None, :, :, None].repeat(3, axis=3).copy())
-    assert loaded.dtype == torch.float32
-    np.testing.assert_array_equal(images.images_to_uint8(loaded)[0][..., 0], np.tile(k, (64, 1)))
-    np.testing.assert_array_equal(to_rgb_list(loaded)[0][..., 0], np.tile(k, (64, 1)))
-    resized = torch.from_numpy((np.minimum(k + 0.6, 255) / 255.0).astype(np.float32))
-    resized = resized.view(1, 1, 256, 1).expand(1, 64, 256, 3).contiguous()
-    expected = np.tile((np.minimum(k + 0.6, 255)).astype(np.uint8), (64, 1))
-    np.testing.assert_array_equal(images.images_to_uint8(resized)[0][..., 1], expected)
-    np.testing.assert_array_equal(to_rgb_list(resized)[0][..., 1], expected)
-    assert (expected[0, :255] == k[:255]).all()  # truncated: one level below what rounding gives
-
-
-@pytest.fixture(scope="module")
-def analyzer(tmp_path_factory):
-    from hyperlora_core.face import FaceAnalyzer
-
-    return FaceAnalyzer(make_tiny_antelopev2(tmp_path_factory.mktemp("models") / "antelopev2"), provider="CPU")
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-image, inside insightface

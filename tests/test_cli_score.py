@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_run import run
 from hyperlora_core import IdentityFeatures, cli
 from hyperlora_core.face import FaceAnalyzer
 from tiny_face_models import make_tiny_antelopev2, marked_picture
@@ -37,12 +38,6 @@ def setup(tmp_path_factory):
     Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(blank)
     return {"root": root, "models": models, "me": me / "me.png", "images": images,
             "same": same, "other": other, "blank": blank}
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def api_similarity(setup, picture: Path) -> float:

@@ -1,5 +1,5 @@
-"""`python -m hyperlora_core generate` end to end on small models the tests make, and the command
-line's usage errors, exit codes and help."""
+"""`python -m hyperlora_core generate` (cli/generate.py) end to end on small models the tests make, and
+its errors: one line, exit code 1. Usage errors and help of every command: tests/test_cli_app.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from checkpoints import make_release_folder
-from hyperlora_core import TRIGGER_WORDS, HyperLoRA, IdentityFeatures, cli
+from cli_run import one_line_error, run
+from hyperlora_core import TRIGGER_WORDS, HyperLoRA, IdentityFeatures
 from hyperlora_core.features.clip import ClipVisionEncoder
 from hyperlora_core.constants import KOHYA_SUFFIX, VARIANTS
 from hyperlora_core.face import FaceAnalyzer
@@ -50,12 +51,6 @@ def setup(tmp_path_factory):
     blank = root / "blank.png"
     Image.fromarray(np.full((200, 200, 3), 90, np.uint8)).save(blank)
     return {"root": root, "models": models, "one": one, "two": two, "pair": pair, "blank": blank}
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(list(map(str, args)))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def api_lora(setup, photos, clip=None) -> dict[str, torch.Tensor]:
@@ -187,35 +182,8 @@ def test_single_clip_vision_file_gives_the_same_lora(setup, capsys, tmp_path):
     assert_same_lora(load_file(str(out)), reference)
 
 
-def test_full_openai_clip_layout_loads_only_the_vision_tower(setup, tmp_path):
-    """OpenAI's repository: a CLIPConfig with text and vision parts, text and vision weights in one file."""
-    from safetensors.torch import save_file
-
-    tiny = setup["models"] / "hyper_lora" / "clip_vit" / "clip_vit_large_14"
-    folder = tmp_path / "clip_vit_large_14"
-    folder.mkdir()
-    vision = json.loads((tiny / "config.json").read_text())
-    text = {"hidden_size": 768, "model_type": "clip_text_model", "num_hidden_layers": 12}
-    (folder / "config.json").write_text(json.dumps(
-        {"architectures": ["CLIPModel"], "model_type": "clip", "projection_dim": 768,
-         "text_config": text, "vision_config": vision}))
-    weights = load_file(str(tiny / "model.safetensors"))
-    weights.update({"text_model.embeddings.token_embedding.weight": torch.zeros(10, 768),
-                    "logit_scale": torch.tensor(2.6592), "text_projection.weight": torch.zeros(768, 768)})
-    save_file(weights, str(folder / "model.safetensors"))
-    pixels = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    full = ClipVisionEncoder.load(folder).encode(pixels)
-    assert full.shape == (1, 257, 1024)
-    assert torch.equal(full, ClipVisionEncoder.load(tiny).encode(pixels))
-
-
 # --------------------------------------------------------------------------------------------
 # bad inputs: one line, exit code 1
-
-
-def one_line_error(err: str) -> str:
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    return err
 
 
 def test_existing_output_is_never_overwritten(setup, capsys, tmp_path):
@@ -302,29 +270,6 @@ def test_debug_shows_the_traceback(setup, capsys, tmp_path):
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error: No face was found")
 
 
-# --------------------------------------------------------------------------------------------
-# bad usage: one line, exit code 2
-
-
-@pytest.mark.parametrize(
-    "args, words",
-    [
-        ([], "download or generate"),
-        (["generate", "--out", "x.safetensors"], "--photos"),
-        (["generate", "--photos", "a.jpg"], "--out"),
-        (["generate", "--photos", "a.jpg", "--identity", "i.safetensors", "--out", "x.safetensors"], "not allowed"),
-        (["generate", "--photos", "a.jpg", "--out", "x.safetensors", "--dtype", "int8"], "--dtype"),
-        (["generate", "--photos", "a.jpg", "--out", "x.safetensors", "--variant", "both"], "--variant"),
-        (["generate", "--photos", "a.jpg", "--out", "x.png", "--models-dir", "."], "must end in .safetensors"),
-        (["upload"], "invalid choice"),
-    ],
-)
-def test_bad_usage_is_one_line_and_exit_code_2(capsys, args, words):
-    code, _, err = run(capsys, *args)
-    assert code == 2
-    assert words in one_line_error(err)
-
-
 def test_generate_without_models_says_where_it_looked_and_how_to_get_them(setup, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "generate", "--photos", setup["one"], "--out", tmp_path / "x.safetensors")
@@ -337,15 +282,3 @@ def test_unknown_face_choice_is_reported_before_loading_anything(setup, capsys, 
     code, _, err = run(capsys, "generate", "--photos", setup["one"], "--out", tmp_path / "x.safetensors",
                        "--models-dir", setup["models"], "--face", "biggest")
     assert code == 1 and "biggest" in one_line_error(err)
-
-
-@pytest.mark.parametrize("command", ["download", "generate"])
-def test_help_explains_every_option(capsys, command):
-    code, out, _ = run(capsys, command, "--help")
-    assert code == 0
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    for action in sub._actions:
-        for flag in action.option_strings:
-            assert flag in out
-        assert action.help and len(action.help) > 10
