@@ -313,3 +313,31 @@ def test_i18n_serves_the_chinese_names_of_our_nodes(server, object_info):
     assert zh["nodeDefs"]["HLS_ApplyLoRA"]["inputs"]["strength"]["name"] == "强度"
     assert zh["nodeDefs"]["HLS_ApplyLoRA"]["outputs"]["0"]["name"] == "模型"
     assert zh["nodeCategories"]["HyperLoRA Studio"] == "HyperLoRA 工作室"
+
+
+CHINESE_NAMES = """
+(async () => {
+  const sleep = (ms) => new Promise(r => setTimeout(r, ms));
+  await window.app.extensionManager.command.execute("Workspace.ToggleSidebarTab.node-library");
+  await sleep(1500);
+  const pinia = document.querySelector("#vue-app").__vue_app__.config.globalProperties.$pinia;
+  const def = pinia._s.get("nodeDef").nodeDefsByName["HLS_ApplyLoRA"];
+  return JSON.stringify({name: def.display_name, category: def.category, text: document.body.innerText});
+})()
+"""
+
+
+def test_editor_set_to_chinese_names_our_nodes_and_category_in_chinese(server, browser):
+    """A user whose editor speaks Chinese (setting Comfy.Locale) gets our nodes' Chinese names and
+    category from /i18n; the screenshot shows the node library in Chinese."""
+    settings = server.base / "user" / "default" / "comfy.settings.json"
+    saved = settings.read_text(encoding="utf-8")
+    settings.write_text(json.dumps(dict(json.loads(saved), **{"Comfy.Locale": "zh"})), encoding="utf-8")
+    try:
+        shot = SCREENSHOTS / "editor in Chinese.png"
+        state = json.loads(asyncio.run(_in_editor(browser, server.url + "/", CHINESE_NAMES, shot)))
+        print(f"screenshot: {shot}")
+    finally:
+        settings.write_text(saved, encoding="utf-8")  # the other tests read the English editor
+    assert state["name"] == "应用 HyperLoRA"
+    assert state["category"] == "HyperLoRA 工作室"
