@@ -40,6 +40,10 @@ LOAD_AND_DESCRIBE = """
   // then that dialog and those toasts closed, so the screenshot shows the graph.
   const text = document.body.innerText;
   document.querySelectorAll('.p-dialog-close-button, .p-toast-close-button').forEach(b => b.click());
+  // Newer frontends show the notice as an overlay of their executionError store.
+  const pinia = document.querySelector("#vue-app").__vue_app__.config.globalProperties.$pinia;
+  const errors = pinia && pinia._s.get("executionError");
+  if (errors && typeof errors.dismissErrorOverlay === "function") errors.dismissErrorOverlay();
   await new Promise(r => setTimeout(r, 500));
   const graph = window.app.graph;
   const nodes = graph._nodes || graph.nodes;
