@@ -247,9 +247,9 @@ def test_editor_shows_the_saved_file_name_the_face_preview_and_the_summary_on_th
     """Queued from the editor: Save HyperLoRA and Save Identity show the file they wrote, Generate
     HyperLoRA its summary and Load Faces its preview, on the nodes themselves; the shown text is
     not a widget value of the workflow (widgets_values stay as they were)."""
-    from test_v3_schema import _save_chain
+    from hls_comfy import save_chain
 
-    prompt = _save_chain()
+    prompt = save_chain()
     shot = SCREENSHOTS / "v3 - shown on the nodes.png"
     nodes = {n["id"]: n for n in asyncio.run(_run_in_editor(browser, server.url + "/", prompt, ["6", "7", "8"],
                                                               "2", shot))}
