@@ -8,7 +8,7 @@ import torch
 
 from ..hyperlora_core import IdentityFeatures, TRIGGER_WORDS, lora_metadata, save_lora
 from ..hyperlora_core.errors import HyperLoRAError
-from ..hyperlora_core.model.finite import check_lora_finite
+from ..hyperlora_core.finite import check_lora_finite
 from . import CATEGORY
 from .comfy_access import comfy_module
 from .comfy_v3 import io, ui

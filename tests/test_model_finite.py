@@ -1,4 +1,4 @@
-"""Non-finite weights and overflowing inputs (model/finite.py): a clear message, never a NaN LoRA."""
+"""Non-finite weights and overflowing inputs (finite.py): a clear message, never a NaN LoRA."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from checkpoints import HF, random_features
 from damaged_files import rewrite as _rewrite
 from hyperlora_core import CheckpointError, HyperLoRA, HyperLoRAError, InputError, save_lora
-from hyperlora_core.model.finite import all_finite
+from hyperlora_core.finite import all_finite
 
 
 def test_nan_bases_give_an_error_naming_the_checkpoint_not_a_nan_lora(folder):

@@ -6,6 +6,6 @@
   saved and loaded as small files, blended.
 """
 
-from .identity import IdentityFeatures, photo_weights
+from .identity import IdentityFeatures
 
-__all__ = ["IdentityFeatures", "photo_weights"]
+__all__ = ["IdentityFeatures"]

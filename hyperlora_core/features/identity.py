@@ -24,7 +24,8 @@ from safetensors.torch import save
 from ..constants import ARCFACE_DIM, CLIP_TOKENS, CLIP_WIDTH
 from ..errors import InputError
 from ..files.export import write_new_file
-from ..model.finite import non_finite_tensor
+from ..finite import non_finite_tensor
+from ..model.hyperlora import photo_weights
 from ..files.sniff import file_problem, torch_dtype_problem
 
 log = logging.getLogger(__name__)
@@ -33,23 +34,6 @@ RESAVE = "Save the identity again from its photos with 'Save HyperLoRA Identity'
 FORMAT = "hyperlora-identity/1"
 
 
-def photo_weights(weights, count: int) -> torch.Tensor:
-    """Per-photo weights as float32 (count,) summing to 1 (equal when None); anything else is refused."""
-    if weights is None:
-        return torch.full((count,), 1.0 / count)
-    try:
-        if isinstance(weights, (str, bytes)):
-            raise TypeError
-        w = torch.as_tensor(np.asarray(weights, dtype=np.float64) if not isinstance(weights, torch.Tensor)
-                            else weights, dtype=torch.float64).flatten()
-    except (TypeError, ValueError, RuntimeError):
-        raise InputError(f"weights must be numbers, one per photo (a list, array or tensor such as [1.0, 0.5]), "
-                         f"got {type(weights).__name__} {str(weights)[:40]!r}.") from None
-    if w.numel() != count:
-        raise InputError(f"weights has {w.numel()} entries for {count} photos: give one weight per photo.")
-    if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise InputError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}.")
-    return (w / w.sum()).float()
 
 
 @dataclass

@@ -12,7 +12,7 @@ from safetensors.torch import save
 from ..constants import TRIGGER_WORDS
 from .atomic import write_atomic
 from ..errors import HyperLoRAError
-from ..model.finite import check_lora_finite
+from ..finite import check_lora_finite
 
 
 def lora_metadata(lora: dict[str, torch.Tensor], source: str = "", num_photos: int | None = None,

@@ -30,8 +30,7 @@ from ..constants import (
 )
 from ..errors import CheckpointError, HyperLoRAError, InputError
 from .hypernet import IDProjector, Resampler
-from ..features.identity import photo_weights
-from .finite import check_module_finite
+from ..finite import check_module_finite
 from .lora import BasisBank, NonFiniteLoRA
 
 log = logging.getLogger(__name__)
@@ -84,6 +83,25 @@ def _features(value, name: str, tail: tuple[int, ...], what: str) -> torch.Tenso
     if not torch.isfinite(value).all():
         raise InputError(f"{name} contains NaN or infinite values; recompute the features from the photos.")
     return value
+
+
+def photo_weights(weights, count: int) -> torch.Tensor:
+    """Per-photo weights as float32 (count,) summing to 1 (equal when None); anything else is refused."""
+    if weights is None:
+        return torch.full((count,), 1.0 / count)
+    try:
+        if isinstance(weights, (str, bytes)):
+            raise TypeError
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64) if not isinstance(weights, torch.Tensor)
+                            else weights, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"weights must be numbers, one per photo (a list, array or tensor such as [1.0, 0.5]), "
+                         f"got {type(weights).__name__} {str(weights)[:40]!r}.") from None
+    if w.numel() != count:
+        raise InputError(f"weights has {w.numel()} entries for {count} photos: give one weight per photo.")
+    if not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise InputError(f"weights must be finite, non-negative and not all zero, got {w.tolist()}.")
+    return (w / w.sum()).float()
 
 
 def normalise_coefficients(per_photo: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..constants import HF_URL
-from ..errors import CheckpointError, HyperLoRAError
+from .constants import HF_URL
+from .errors import CheckpointError, HyperLoRAError
 
 
 def all_finite(tensor: torch.Tensor) -> bool:
