@@ -90,6 +90,41 @@ def measure(fn, device: torch.device, repeats: int, warmup: int | None = None) -
     return {**spread(times), "peak_mb": round(max(peaks) / 2**20, 1)}
 
 
+def measure_interleaved(paths: dict[str, tuple], device: torch.device, warmup: int | None = None) -> dict[str, dict]:
+    """Several paths timed in turn within each round, so that a change in the machine's load falls
+    on all of them alike. paths: name -> (fn, repeats); returns name -> measure()'s figures."""
+    for fn, _ in paths.values():
+        for _ in range(WARMUP if warmup is None else warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    peaks: dict[str, list[int]] = {name: [] for name in paths}
+    for round_ in range(max(repeats for _, repeats in paths.values())):
+        for name, (fn, repeats) in paths.items():
+            if round_ >= repeats:
+                continue
+            with PeakMemory(device) as mem:
+                start = time.perf_counter()
+                result = fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times[name].append(time.perf_counter() - start)
+            peaks[name].append(mem.peak_bytes)
+            del result
+    return {name: {**spread(times[name]), "peak_mb": round(max(peaks[name]) / 2**20, 1)} for name in paths}
+
+
+def add_reference(stage: dict, reference: dict) -> dict:
+    """The reference implementation's own path beside a compare() result: its figures, the speed-up of
+    this project over it (medians, and the slowest/fastest range) and its peak memory over ours."""
+    p = stage["project"]
+    stage["reference"] = reference
+    stage["speedup_vs_reference"] = round(reference["median_s"] / max(p["median_s"], 1e-9), 2)
+    stage["speedup_vs_reference_range"] = [round(reference["min_s"] / max(p["max_s"], 1e-9), 2),
+                                           round(reference["max_s"] / max(p["min_s"], 1e-9), 2)]
+    stage["peak_vs_reference"] = round(reference["peak_mb"] / max(p["peak_mb"], 1e-9), 2)
+    return stage
+
+
 def compare(project: dict, straightforward: dict) -> dict:
     """Both paths and the speed-up of the medians, with its range (slowest and fastest pairing)."""
     p, s = project, straightforward
