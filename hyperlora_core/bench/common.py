@@ -30,15 +30,23 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device = device
         self.peak_bytes = 0
+        self.peak_rss_bytes = 0  # CPU only: with the file pages the process has mapped (VmRSS)
 
     @staticmethod
-    def _rss() -> int:
-        """Anonymous resident memory: what the process allocated, not file pages it has mapped."""
+    def _rss_both() -> tuple[int, int]:
+        """Anonymous resident memory (what the process allocated) and all of it with mapped file pages."""
+        anon = total = 0
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+                    anon = int(line.split()[1]) * 1024
+                elif line.startswith("VmRSS:"):
+                    total = int(line.split()[1]) * 1024
+        return anon, total
+
+    @classmethod
+    def _rss(cls) -> int:
+        return cls._rss_both()[0]
 
     def __enter__(self):
         gc.collect()
@@ -48,7 +56,8 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         else:
-            self._base = self._max = self._rss()
+            self._base, self._base_total = self._rss_both()
+            self._max, self._max_total = self._base, self._base_total
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -56,7 +65,8 @@ class PeakMemory:
 
     def _sample(self):
         while not self._stop.wait(0.002):
-            self._max = max(self._max, self._rss())
+            anon, total = self._rss_both()
+            self._max, self._max_total = max(self._max, anon), max(self._max_total, total)
 
     def __exit__(self, *exc):
         if self.device.type == "cuda":
@@ -65,7 +75,9 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self.peak_bytes = max(self._max, self._rss()) - self._base
+            anon, total = self._rss_both()
+            self.peak_bytes = max(self._max, anon) - self._base
+            self.peak_rss_bytes = max(self._max_total, total) - self._base_total
 
 
 def spread(times: list[float]) -> dict:
@@ -108,9 +120,12 @@ def measure_interleaved(paths: dict[str, tuple], device: torch.device, warmup: i
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 times[name].append(time.perf_counter() - start)
-            peaks[name].append(mem.peak_bytes)
+            peaks[name].append((mem.peak_bytes, mem.peak_rss_bytes))
             del result
-    return {name: {**spread(times[name]), "peak_mb": round(max(peaks[name]) / 2**20, 1)} for name in paths}
+    # peak_mb: allocated memory (RssAnon on the CPU); peak_rss_mb: with mapped file pages (VmRSS), CPU only
+    return {name: {**spread(times[name]), "peak_mb": round(max(p[0] for p in peaks[name]) / 2**20, 1),
+                   **({"peak_rss_mb": round(max(p[1] for p in peaks[name]) / 2**20, 1)} if device.type == "cpu" else {})}
+            for name in paths}
 
 
 def add_reference(stage: dict, reference: dict) -> dict:
