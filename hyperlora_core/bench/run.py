@@ -9,6 +9,8 @@ paths, with `speedup` = straightforward / project (and its range, slowest agains
 each baseline does (`baselines`), and the machine: CPU model, cores, torch version and build,
 threads, the load average at the start and the end (`loaded` when it passed the core count).
 The `chain` stage (hyperlora_core/bench_chain.py) times photos -> LoRA as the command line runs it.
+The load_checkpoint and features_to_lora stages also time the reference implementation's own path
+(bench/reference.py: float32 load and maths) as `reference`, the three paths in turn in each round.
 """
 
 from __future__ import annotations
