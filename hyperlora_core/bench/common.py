@@ -30,15 +30,23 @@ class PeakMemory:
     def __init__(self, device: torch.device):
         self.device = device
         self.peak_bytes = 0
+        self.peak_rss_bytes = 0  # CPU only: with the file pages the process has mapped (VmRSS)
 
     @staticmethod
-    def _rss() -> int:
-        """Anonymous resident memory: what the process allocated, not file pages it has mapped."""
+    def _rss_both() -> tuple[int, int]:
+        """Anonymous resident memory (what the process allocated) and all of it with mapped file pages."""
+        anon = total = 0
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+                    anon = int(line.split()[1]) * 1024
+                elif line.startswith("VmRSS:"):
+                    total = int(line.split()[1]) * 1024
+        return anon, total
+
+    @classmethod
+    def _rss(cls) -> int:
+        return cls._rss_both()[0]
 
     def __enter__(self):
         gc.collect()
@@ -48,7 +56,8 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         else:
-            self._base = self._max = self._rss()
+            self._base, self._base_total = self._rss_both()
+            self._max, self._max_total = self._base, self._base_total
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -56,7 +65,8 @@ class PeakMemory:
 
     def _sample(self):
         while not self._stop.wait(0.002):
-            self._max = max(self._max, self._rss())
+            anon, total = self._rss_both()
+            self._max, self._max_total = max(self._max, anon), max(self._max_total, total)
 
     def __exit__(self, *exc):
         if self.device.type == "cuda":
@@ -65,7 +75,9 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self.peak_bytes = max(self._max, self._rss()) - self._base
+            anon, total = self._rss_both()
+            self.peak_bytes = max(self._max, anon) - self._base
+            self.peak_rss_bytes = max(self._max_total, total) - self._base_total
 
 
 def spread(times: list[float]) -> dict:
@@ -88,6 +100,44 @@ def measure(fn, device: torch.device, repeats: int, warmup: int | None = None) -
         peaks.append(mem.peak_bytes)
         del result
     return {**spread(times), "peak_mb": round(max(peaks) / 2**20, 1)}
+
+
+def measure_interleaved(paths: dict[str, tuple], device: torch.device, warmup: int | None = None) -> dict[str, dict]:
+    """Several paths timed in turn within each round, so that a change in the machine's load falls
+    on all of them alike. paths: name -> (fn, repeats); returns name -> measure()'s figures."""
+    for fn, _ in paths.values():
+        for _ in range(WARMUP if warmup is None else warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    peaks: dict[str, list[int]] = {name: [] for name in paths}
+    for round_ in range(max(repeats for _, repeats in paths.values())):
+        for name, (fn, repeats) in paths.items():
+            if round_ >= repeats:
+                continue
+            with PeakMemory(device) as mem:
+                start = time.perf_counter()
+                result = fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times[name].append(time.perf_counter() - start)
+            peaks[name].append((mem.peak_bytes, mem.peak_rss_bytes))
+            del result
+    # peak_mb: allocated memory (RssAnon on the CPU); peak_rss_mb: with mapped file pages (VmRSS), CPU only
+    return {name: {**spread(times[name]), "peak_mb": round(max(p[0] for p in peaks[name]) / 2**20, 1),
+                   **({"peak_rss_mb": round(max(p[1] for p in peaks[name]) / 2**20, 1)} if device.type == "cpu" else {})}
+            for name in paths}
+
+
+def add_reference(stage: dict, reference: dict) -> dict:
+    """The reference implementation's own path beside a compare() result: its figures, the speed-up of
+    this project over it (medians, and the slowest/fastest range) and its peak memory over ours."""
+    p = stage["project"]
+    stage["reference"] = reference
+    stage["speedup_vs_reference"] = round(reference["median_s"] / max(p["median_s"], 1e-9), 2)
+    stage["speedup_vs_reference_range"] = [round(reference["min_s"] / max(p["max_s"], 1e-9), 2),
+                                           round(reference["max_s"] / max(p["min_s"], 1e-9), 2)]
+    stage["peak_vs_reference"] = round(reference["peak_mb"] / max(p["peak_mb"], 1e-9), 2)
+    return stage
 
 
 def compare(project: dict, straightforward: dict) -> dict:

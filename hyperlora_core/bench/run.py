@@ -9,6 +9,8 @@ paths, with `speedup` = straightforward / project (and its range, slowest agains
 each baseline does (`baselines`), and the machine: CPU model, cores, torch version and build,
 threads, the load average at the start and the end (`loaded` when it passed the core count).
 The `chain` stage (hyperlora_core/bench_chain.py) times photos -> LoRA as the command line runs it.
+The load_checkpoint and features_to_lora stages also time the reference implementation's own path
+(bench/reference.py: float32 load and maths) as `reference`, the three paths in turn in each round.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from safetensors.torch import load_file
 
 from . import common as bench_common
 from ..files.atomic import write_atomic
-from .common import compare, machine, measure
+from .common import add_reference, compare, machine, measure, measure_interleaved
 from ..model.checkpoint import sdxl_attention_modules
 from ..constants import RELEASE_FILES
 from .merge import lora_layers, merge_layer_, merge_layer_straightforward
 from ..model.hyperlora import HyperLoRA, normalise_coefficients, resolve_device, resolve_dtype
+from .reference import REFERENCE_COMMIT, ReferenceModel, reference_generate, reference_load
 from .synthetic import make_release_folder, random_features
 
 STAGES = ("load_checkpoint", "hypernet_forward", "coefficients_to_lora", "features_to_lora", "merge_into_unet", "chain")
@@ -41,6 +44,16 @@ BASELINES = {
     "merge_into_unet": "W += scale * (up.float() @ down.float()) with a float32 copy of W per layer",
     "chain": "none: the chain is compared with its goal, the network's forward plus one CLIP pass and one "
              "detection per photo",
+}
+# The reference implementation's own path (bytedance/ComfyUI-HyperLoRA with its fp32 option, float32 maths),
+# reported as `reference` beside `straightforward` in these stages, all three timed in turn in each round.
+REFERENCE_BASELINES = {
+    "load_checkpoint": "the reference's load: float32 nn.Modules with PyTorch's default initialisation (bases as "
+                       "float32 zeros), safetensors.torch.load_file of each file whole, load_state_dict (float16 -> "
+                       "float32), .to(device, float32)",
+    "features_to_lora": "the reference's generation: the network in float32 on float32 weights, then one "
+                        "einsum('bi,ijk->bjk') per layer and factor on the float32 bases, .t().contiguous().cpu(); "
+                        "a float32 LoRA",
 }
 
 
@@ -91,7 +104,11 @@ def run(args) -> dict:
     report = {"machine": info, "device_type": device.type, "repeats": r, "baseline_repeats": rb,
               "warmup": bench_common.WARMUP, "weights_dtype": str(dtype).removeprefix("torch."), "modules": args.modules,
               "checkpoint_mb": round(checkpoint_mb, 1),
-              "baselines": {k: v for k, v in BASELINES.items() if k in args.stages}, "stages": {}}
+              "baselines": {k: v for k, v in BASELINES.items() if k in args.stages},
+              "reference_baselines": {k: v for k, v in REFERENCE_BASELINES.items() if k in args.stages},
+              "reference_source": f"github.com/bytedance/ComfyUI-HyperLoRA at {REFERENCE_COMMIT}: hyperlora/nodes.py "
+                                  "(HyperLoRALoaderNode, HyperLoRAGenerateIDLoRANode), hyperlora/modules.py",
+              "stages": {}}
     stages = report["stages"]
 
     def log(stage):
@@ -99,10 +116,13 @@ def run(args) -> dict:
 
     want = set(args.stages)
     if "load_checkpoint" in want:
-        loads = r
-        stages["load_checkpoint"] = compare(
-            measure(lambda: HyperLoRA.from_pretrained(folder, dtype, device), device, loads, warmup=0),
-            measure(lambda: straightforward_load(folder, dtype, device), device, rb, warmup=0))
+        timed = measure_interleaved({
+            "project": (lambda: HyperLoRA.from_pretrained(folder, dtype, device), r),
+            "straightforward": (lambda: straightforward_load(folder, dtype, device), rb),
+            "reference": (lambda: reference_load(folder, device), rb)}, device, warmup=0)
+        stage = stages["load_checkpoint"] = add_reference(compare(timed["project"], timed["straightforward"]),
+                                                          timed["reference"])
+        stage["interleaved"] = True
         log("load_checkpoint")
     hl = HyperLoRA.from_pretrained(folder, dtype, device)
     report["compute_dtype"] = str(hl.compute_dtype).removeprefix("torch.")
@@ -132,9 +152,22 @@ def run(args) -> dict:
             return hl.id_bank.mix_per_layer(straightforward_coefficients(hl, arcface, clip))
 
     if "features_to_lora" in want:
-        stage = stages["features_to_lora_n1"] = compare(
-            measure(lambda: hl.generate_id_lora(arcface, clip), device, r),
-            measure(slow_generate, device, rb))
+        reference = ReferenceModel(folder, device)
+        timed = measure_interleaved({
+            "project": (lambda: hl.generate_id_lora(arcface, clip), r),
+            "straightforward": (slow_generate, rb),
+            "reference": (lambda: reference_generate(reference, arcface, clip), rb)}, device)
+        stage = stages["features_to_lora_n1"] = add_reference(compare(timed["project"], timed["straightforward"]),
+                                                              timed["reference"])
+        stage["interleaved"] = True
+        ours, theirs = hl.generate_id_lora(arcface, clip), reference_generate(reference, arcface, clip)
+        del reference
+        if ours.keys() != theirs.keys():
+            raise RuntimeError("the reference path's LoRA has other keys than this project's")
+        # ours is float16 (the weights' dtype), the reference's float32: the difference is float16 rounding
+        stage["reference_max_abs_diff"] = max((ours[k].float() - theirs[k]).abs().max().item() for k in ours)
+        stage["reference_max_abs_value"] = max(theirs[k].abs().max().item() for k in theirs if not k.endswith("alpha"))
+        del ours, theirs
         if "hypernet_forward_n1" in stages:
             forward = stages["hypernet_forward_n1"]["project"]["median_s"]
             stage["ratio_to_forward_alone"] = round(stage["project"]["median_s"] / forward, 3)
