@@ -9,7 +9,8 @@ it) and without ComfyUI (for the tests and the command line).
 # pytest imports this file as a lone module when it walks up from tests/ (in a clone whose folder
 # name is not a valid package name); there is no package around it then, and nothing to register.
 if __package__:
-    from .nodes.utils import check_comfyui_version, register_model_folders
+    from .nodes.comfy_access import check_comfyui_version
+    from .nodes.model_folders import register_model_folders
 
     # Only updates folder_paths' table of model folders (no disk access); a no-op outside ComfyUI.
     register_model_folders()

@@ -4,26 +4,21 @@ The public names are imported on first use, so that `python -m hyperlora_core do
 light tools start without loading torch.
 """
 
-from importlib import import_module
-
 from .constants import TRIGGER_WORDS
 from .errors import CheckpointError, FaceModelError, HyperLoRAError, InputError, NoFaceError
+from .lazy import lazy_exports
 
 _LAZY = {
-    "HyperLoRA": ".model",
-    "IdentityFeatures": ".identity",
-    "lora_metadata": ".export",
-    "save_lora": ".export",
+    "HyperLoRA": ".model.hyperlora",
+    "IdentityFeatures": ".features.identity",
+    "MadeLoRA": ".pipeline",
+    "lora_metadata": ".files.export",
+    "photos_to_lora": ".pipeline",
+    "save_lora": ".files.export",
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "CheckpointError",
@@ -32,8 +27,10 @@ __all__ = [
     "HyperLoRAError",
     "IdentityFeatures",
     "InputError",
+    "MadeLoRA",
     "NoFaceError",
     "TRIGGER_WORDS",
     "lora_metadata",
+    "photos_to_lora",
     "save_lora",
 ]

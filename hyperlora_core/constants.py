@@ -1,7 +1,11 @@
-"""Facts of the HyperLoRA v1 release that do not depend on a particular checkpoint."""
+"""The one home of every fact the pack shares: the HyperLoRA v1 release, its inputs, and the files
+it reads. Plain values only (no torch), so every module and the nodes can import it cheaply."""
 
 # The prompt must start with these words or the generated LoRA has little effect.
 TRIGGER_WORDS = "fcsks fxhks fhyks, "
+
+# The command line, as its messages name it (`hyperlora-studio` is the same program).
+CLI = "python -m hyperlora_core"
 
 HF_REPO_ID = "bytedance-research/HyperLoRA"
 HF_URL = "https://huggingface.co/bytedance-research/HyperLoRA"
@@ -35,3 +39,8 @@ ANTELOPEV2_FILES = {
     "recognition": "glintr100.onnx",
 }
 ANTELOPEV2_URL = "https://github.com/deepinsight/insightface/tree/master/python-package#model-zoo (antelopev2)"
+
+CLIP_URL = "https://huggingface.co/openai/clip-vit-large-patch14"
+
+# Photos the command line and the trainer read from a folder (lower-case suffixes).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")

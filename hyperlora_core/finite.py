@@ -15,10 +15,24 @@ from .constants import HF_URL
 from .errors import CheckpointError, HyperLoRAError
 
 
+def all_finite(tensor: torch.Tensor) -> bool:
+    """True when a tensor holds no NaN and no infinity.
+
+    One min/max pass without temporaries: aminmax propagates NaN, and an infinity is the min or the
+    max. `torch.isfinite(t).all()` is four element-wise passes (==, abs, !=, *), each writing a
+    temporary the size of the tensor, then the `all`: on the CPU it took most of the extra time of
+    loading a checkpoint (docs/speed.md).
+    """
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(tensor)
+    return bool(torch.isfinite(lo) & torch.isfinite(hi))
+
+
 def non_finite_tensor(tensors) -> str | None:
     """The name of the first tensor holding NaN or an infinity, or None; ``tensors`` is (name, tensor) pairs."""
     for name, tensor in tensors:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if not all_finite(tensor):
             return name
     return None
 

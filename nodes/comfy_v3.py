@@ -8,7 +8,7 @@ pack for its nodes: importing the pack itself needs no ComfyUI.
 
 from __future__ import annotations
 
-from .utils import NEEDS_V3_API
+from .comfy_access import NEEDS_V3_API
 
 try:
     from comfy_api.v0_0_2 import ComfyExtension, io, ui

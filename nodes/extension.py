@@ -8,7 +8,7 @@ input name or the order of the widgets is part of every saved workflow and never
 from __future__ import annotations
 
 from .comfy_v3 import ComfyExtension, io
-from .face_regions import FaceCrop, FacePaste
+from .face_swap import FaceCrop, FacePaste
 from .faces import LoadFaces
 from .hooks import LoRAHooks
 from .identity import BlendIdentities, IDEmbedding, LoadIdentity, SaveIdentity
@@ -16,7 +16,7 @@ from .likeness import Likeness, StrengthSweep
 from .loaders import LoadHyperLoRA
 from .lora import ApplyLoRA, GenerateLoRA, SaveLoRA
 from .prompt import TriggerPrompt
-from .regions import RegionLayout, SeveralPeople
+from .several_people import RegionLayout, SeveralPeople
 
 NODES: list[type[io.ComfyNode]] = [
     LoadHyperLoRA, LoadFaces, IDEmbedding, GenerateLoRA, ApplyLoRA, SaveLoRA, TriggerPrompt,

@@ -8,19 +8,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..hyperlora_core.face_models import PROVIDER_CHOICES
+from ..hyperlora_core.face.models import PROVIDER_CHOICES
 from ..hyperlora_core.errors import FaceModelError, HyperLoRAError, NoFaceError
+from . import CATEGORY
+from .comfy_access import progress_bar
 from .comfy_v3 import io, ui
-from .utils import (
-    ANTELOPEV2_HELP,
-    CATEGORY,
-    face_model_folder_path,
-    images_to_uint8,
-    list_face_model_folders,
-    progress_bar,
-    require_input,
-    uint8_to_image,
-)
+from .images import images_to_uint8, uint8_to_image
+from .inputs import require_input
+from .model_folders import ANTELOPEV2_HELP, face_model_folder_path, list_face_model_folders
 
 log = logging.getLogger(__name__)
 

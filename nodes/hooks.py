@@ -12,10 +12,11 @@ import logging
 import re
 
 from ..hyperlora_core.errors import HyperLoRAError
-from ..hyperlora_core.regions import identity_keyframes
+from ..hyperlora_core.schedule import identity_keyframes
+from . import CATEGORY
+from .comfy_access import comfy_module
 from .comfy_v3 import io
-from .lora import check_layers_land, check_sdxl, lora_layers
-from .utils import CATEGORY, comfy_module
+from .lora import check_layers_land, check_sdxl, lora_layer_names
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def check_hyperlora_lora(lora, what: str) -> list[str]:
     if not lora:
         raise HyperLoRAError(f"{what} is empty; connect the id_lora output of 'Generate HyperLoRA' "
                              "(base_lora is empty when the checkpoint has no Base-LoRA weights).")
-    layers = lora_layers(lora)
+    layers = lora_layer_names(lora)
     foreign = [layer for layer in layers if not HYPERLORA_LAYER.match(layer)]
     if foreign:
         raise HyperLoRAError(

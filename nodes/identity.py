@@ -9,26 +9,22 @@ import numpy as np
 import torch
 
 from ..hyperlora_core import IdentityFeatures
+from ..hyperlora_core.constants import CLIP_TOKENS, CLIP_URL, CLIP_WIDTH
 from ..hyperlora_core.errors import HyperLoRAError
+from ..hyperlora_core.features.clip_pixels import clip_resize
+from . import CATEGORY
+from .comfy_access import progress_bar
 from .comfy_v3 import io, ui
 from .faces import Faces
-from .utils import (
-    CATEGORY,
-    CLIP_URL,
-    IDENTITY_SUBFOLDER,
-    identity_file_path,
-    list_identity_files,
-    progress_bar,
-    require_input,
-    save_in_output,
-)
+from .inputs import require_input
+from .model_folders import IDENTITY_SUBFOLDER, identity_file_path, list_identity_files
+from .outputs import save_in_output
 
 log = logging.getLogger(__name__)
 
 HYPERLORA_IDENTITY = "HYPERLORA_IDENTITY"
 Identity = io.Custom(HYPERLORA_IDENTITY)
-CLIP_SIZE = 224
-CLIP_SHAPE = (257, 1024)
+CLIP_SHAPE = (CLIP_TOKENS, CLIP_WIDTH)
 MAX_BLEND = 4
 CLIP_BATCH = 4  # crops per CLIP call
 
@@ -37,24 +33,11 @@ def clip_input(crops: list[np.ndarray]) -> torch.Tensor:
     """Square RGB uint8 crops -> IMAGE batch at 224 x 224, resized as OpenAI's CLIP preprocessing does.
 
     The reference resizes with PIL's bicubic filter (HF CLIPImageProcessor: shortest edge 224, centre
-    crop 224). Doing that here, on the uint8 crop, leaves ComfyUI's clip_preprocess nothing to resize
-    or crop, so only its mean/std normalisation applies and the pixels match the reference exactly.
+    crop 224; `clip_resize`). Doing that here, on the uint8 crop, leaves ComfyUI's clip_preprocess
+    nothing to resize or crop, so only its mean/std normalisation applies and the pixels match the
+    reference exactly.
     """
-    from PIL import Image
-
-    out = []
-    for crop in crops:
-        image = Image.fromarray(np.asarray(crop, dtype=np.uint8)).convert("RGB")
-        width, height = image.size
-        if (width, height) != (CLIP_SIZE, CLIP_SIZE):
-            short, long = sorted((width, height))
-            new_long = int(CLIP_SIZE * long / short)
-            size = (CLIP_SIZE, new_long) if width <= height else (new_long, CLIP_SIZE)
-            image = image.resize(size, Image.BICUBIC)
-            left, top = (size[0] - CLIP_SIZE) // 2, (size[1] - CLIP_SIZE) // 2
-            image = image.crop((left, top, left + CLIP_SIZE, top + CLIP_SIZE))
-        out.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0))
-    return torch.stack(out)
+    return torch.stack([torch.from_numpy(clip_resize(crop).astype(np.float32) / 255.0) for crop in crops])
 
 
 def clip_tokens(clip_vision, crops: list[np.ndarray], what: str) -> torch.Tensor:
@@ -123,9 +106,6 @@ class IDEmbedding(io.ComfyNode):
         results = list(getattr(faces, "results", []))
         if not results:
             raise HyperLoRAError("No faces to embed: connect the 'faces' output of 'Load Faces (HyperLoRA)'.")
-        arcface = torch.stack([torch.as_tensor(np.asarray(r.arcface_embedding), dtype=torch.float32).flatten()
-                               for r in results])
-        arcface = arcface / arcface.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         tokens = clip_tokens(clip_vision, [r.clip_crop for r in results], "face")
         base = None
         if base_lora_features:
@@ -134,9 +114,8 @@ class IDEmbedding(io.ComfyNode):
                 raise HyperLoRAError("These faces have no Base-LoRA crops; run them through 'Load Faces (HyperLoRA)' "
                                      "again, or turn base_lora_features off.")
             base = clip_tokens(clip_vision, base_crops, "Base-LoRA")
-        sources = list(getattr(faces, "sources", [])) or [f"photo {i}" for i in range(len(results))]
-        identity = IdentityFeatures(arcface=arcface, clip_tokens=tokens, base_clip_tokens=base, sources=sources)
-        return io.NodeOutput(identity)
+        sources = getattr(faces, "sources", None)  # none: the identity names them "photo 0", "photo 1", ...
+        return io.NodeOutput(IdentityFeatures.from_faces(results, tokens, base, sources=sources))
 
 
 def _weight_input(name: str, optional: bool = False):

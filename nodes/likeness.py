@@ -8,19 +8,14 @@ import math
 import numpy as np
 
 from ..hyperlora_core.errors import HyperLoRAError
-from ..hyperlora_core.grid import labelled_grid
-from ..hyperlora_core.likeness import check_labels, reference_embedding, score_images, summary
+from ..hyperlora_core.likeness.grid import labelled_grid
+from ..hyperlora_core.likeness.score import check_labels, reference_embedding, score_images, summary
+from . import CATEGORY
 from .comfy_v3 import io, ui
 from .faces import FACE_CHOICES, PROVIDERS, Faces, get_analyzer
 from .identity import Identity
-from .utils import (
-    ANTELOPEV2_HELP,
-    CATEGORY,
-    face_model_folder_path,
-    images_to_uint8,
-    list_face_model_folders,
-    uint8_to_image,
-)
+from .images import images_to_uint8, uint8_to_image
+from .model_folders import ANTELOPEV2_HELP, face_model_folder_path, list_face_model_folders
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,20 @@ from dataclasses import dataclass
 import torch
 
 from ..hyperlora_core import HyperLoRA
+from ..hyperlora_core.constants import HF_URL
 from ..hyperlora_core.errors import HyperLoRAError
+from ..hyperlora_core.model.hyperlora import resolve_dtype
+from . import CATEGORY
+from .comfy_access import comfy_module
 from .comfy_v3 import io
-from .utils import CATEGORY, HF_URL, comfy_module, hyperlora_folder_path, list_hyperlora_folders, require_input
+from .inputs import require_input
+from .model_folders import hyperlora_folder_path, list_hyperlora_folders
 
 log = logging.getLogger(__name__)
 
 HYPERLORA_MODEL = "HYPERLORA_MODEL"
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+# The dtype widget's choices: "auto" and the precisions of the core (model.hyperlora.DTYPES) by their long names.
+DTYPE_CHOICES = ["auto", "float16", "bfloat16", "float32"]
 
 
 class _Holder(torch.nn.Module):
@@ -46,7 +52,7 @@ class LoadedHyperLoRA:
 
 def choose_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype != "auto":
-        return DTYPES[dtype]
+        return resolve_dtype(dtype)
     if device.type == "cpu":
         return torch.float16  # the files are fp16; the core computes in float32 on the CPU
     mm = comfy_module("comfy.model_management")
@@ -76,7 +82,7 @@ class LoadHyperLoRA(io.ComfyNode):
                 io.Combo.Input("hyperlora_name", options=list_hyperlora_folders(),
                                tooltip="A checkpoint folder from models/hyperlora or models/hyper_lora/hyper_lora "
                                        "(a folder holding hyper_lora_modules.json)."),
-                io.Combo.Input("dtype", options=["auto", "float16", "bfloat16", "float32"], default="auto",
+                io.Combo.Input("dtype", options=DTYPE_CHOICES, default="auto",
                                tooltip="Precision of the network in memory. auto: float16 (the release's precision) "
                                        "where the device supports it. float32 doubles the memory (about 6 GB)."),
                 io.Combo.Input("device", options=["auto", "cpu"], default="auto",
@@ -98,7 +104,7 @@ class LoadHyperLoRA(io.ComfyNode):
             raise HyperLoRAError(f"Unknown device {device!r}: use 'auto' or 'cpu'.")
         folder = hyperlora_folder_path(hyperlora_name)
         load_device = torch.device("cpu") if device == "cpu" else mm.get_torch_device()
-        if dtype != "auto" and dtype not in DTYPES:
+        if dtype not in DTYPE_CHOICES:
             raise HyperLoRAError(f"Unknown dtype {dtype!r}: use auto, float16, bfloat16 or float32.")
         torch_dtype = choose_dtype(dtype, load_device)
         # Read the files on the CPU; ComfyUI moves the network when it is needed.

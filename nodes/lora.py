@@ -9,10 +9,13 @@ import torch
 from ..hyperlora_core import IdentityFeatures, TRIGGER_WORDS, lora_metadata, save_lora
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.finite import check_lora_finite
+from . import CATEGORY
+from .comfy_access import comfy_module
 from .comfy_v3 import io, ui
 from .identity import Identity
+from .inputs import require_input, require_lora, require_model, require_strength
 from .loaders import HyperLoRAModel, LoadedHyperLoRA
-from .utils import CATEGORY, comfy_module, require_input, save_in_output
+from .outputs import save_in_output
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ class GeneratedLoRA(dict):
         return lora_metadata(self, source=self.source, num_photos=self.num_photos, kind=self.kind)
 
 
-def lora_layers(lora: dict) -> list[str]:
+def lora_layer_names(lora: dict) -> list[str]:
     """The layer names (key prefixes) of a kohya LoRA dict, in order."""
     layers: dict[str, None] = {}
     for key in lora:
@@ -45,24 +48,6 @@ def lora_layers(lora: dict) -> list[str]:
         else:
             raise HyperLoRAError(f"{key!r} is not a key of a kohya LoRA (…lora_down.weight, …lora_up.weight, …alpha).")
     return list(layers)
-
-
-def require_lora(lora, name: str = "lora", connect: str = "the id_lora output of 'Generate HyperLoRA'") -> None:
-    """A LORA_MODEL input must be a dict of tensors."""
-    require_input(lora, name, "a LORA_MODEL (a dict of LoRA tensors)", connect,
-                  accept=lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()))
-
-
-def require_model(model) -> None:
-    require_input(model, "model", "a MODEL (the diffusion model of an SDXL checkpoint)",
-                  "the MODEL output of 'Load Checkpoint' with an SDXL checkpoint",
-                  accept=lambda m: hasattr(m, "clone") and hasattr(m, "add_patches") and hasattr(m, "model"))
-
-
-def require_strength(value, name: str) -> None:
-    require_input(value, name, "a number", "a FLOAT value (or type one into the widget)",
-                  accept=lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
-                  and abs(v) != float("inf"))
 
 
 def describe_model(model) -> str:
@@ -101,7 +86,7 @@ def check_layers_land(model, layers: list[str], what: str) -> dict[str, str]:
 def add_lora_patches(patched, lora: dict, strength: float, what: str) -> int:
     """Patch `patched` (a ModelPatcher clone) with the LoRA; every layer must land, or nothing is patched."""
     comfy_lora = comfy_module("comfy.lora")
-    layers = lora_layers(lora)
+    layers = lora_layer_names(lora)
     key_map = check_layers_land(patched, layers, what)
     loaded = comfy_lora.load_lora(lora, {layer: key_map[layer] for layer in layers}, log_missing=True)
     expected = {key_map[layer] for layer in layers}
@@ -124,7 +109,7 @@ def generate_summary(id_layers: int, base: GeneratedLoRA, identity: IdentityFeat
     """What 'Generate HyperLoRA' shows on itself: the photos used and the layers made."""
     photos = f"{identity.num_photos} photo" + ("s" if identity.num_photos != 1 else "")
     lines = [f"ID-LoRA: {id_layers} layers from {photos} ({', '.join(identity.sources)})",
-             f"Base-LoRA: {len(lora_layers(base))} layers" if base else "Base-LoRA: none (no Base-LoRA weights)",
+             f"Base-LoRA: {len(lora_layer_names(base))} layers" if base else "Base-LoRA: none (no Base-LoRA weights)",
              f"network: {network_name}"]
     return "\n".join(lines)
 
@@ -174,7 +159,7 @@ class GenerateLoRA(io.ComfyNode):
                             "(it was saved without them); the base_lora output is empty.", hyperlora.name)
             else:
                 base.update(network.generate_base_lora(identity.base_clip_tokens, weights))
-        id_layers = len(lora_layers(id_lora))
+        id_layers = len(lora_layer_names(id_lora))
         log.info("HyperLoRA: generated an ID-LoRA of %d layers from %d photo(s). %s",
                  id_layers, identity.num_photos, USAGE)
         summary = generate_summary(id_layers, base, identity, hyperlora.name)
@@ -266,7 +251,7 @@ class SaveLoRA(io.ComfyNode):
             raise HyperLoRAError(
                 "The LoRA to save is empty (the base_lora output is empty when the checkpoint has no "
                 "Base-LoRA weights); connect id_lora.")
-        lora_layers(lora)
+        lora_layer_names(lora)
         meta = lora.metadata() if isinstance(lora, GeneratedLoRA) else lora_metadata(lora)
         rel = save_in_output(filename_prefix, "LoRA", lambda path: save_lora(lora, path, metadata=meta))
         # The node shows the name; API clients read it from the history as before (ui text).

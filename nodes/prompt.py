@@ -6,8 +6,9 @@ import logging
 
 from ..hyperlora_core import TRIGGER_WORDS
 from ..hyperlora_core.errors import HyperLoRAError
+from . import CATEGORY
 from .comfy_v3 import io
-from .utils import CATEGORY, require_input
+from .inputs import require_input
 
 log = logging.getLogger(__name__)
 

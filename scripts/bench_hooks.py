@@ -89,8 +89,8 @@ def build_sdxl(comfy, dtype: torch.dtype, unet_config: dict):
 
 
 def random_lora(pack, seed: int, dtype: torch.dtype, attentions: list):
-    spec_cls = sys.modules["hyperlora_studio_bench.hyperlora_core.checkpoint"].ModuleSpec
-    plan = sys.modules["hyperlora_studio_bench.hyperlora_core.lora"].kohya_key_plan
+    spec_cls = sys.modules["hyperlora_studio_bench.hyperlora_core.model.checkpoint"].ModuleSpec
+    plan = sys.modules["hyperlora_studio_bench.hyperlora_core.model.lora"].kohya_key_plan
     modules = []
     for block, count, depth, width in attentions:
         for a in range(count):

@@ -3,7 +3,7 @@
 ``encode_image(image, crop)`` as ComfyUI 0.3.x does it for the node's 224 x 224 input: the IMAGE
 batch (N, 224, 224, 3) in 0..1 is rounded to 8 bits (``clip_preprocess``: clip, x255, round, /255),
 normalised with CLIP's mean and std, and run through the tower; ``penultimate_hidden_states`` are the
-output of the last-but-one layer. The tower here is :class:`hyperlora_core.clip_encoder.ClipVisionEncoder`
+output of the last-but-one layer. The tower here is :class:`hyperlora_core.features.clip.ClipVisionEncoder`
 (transformers), so a test can put the node and the command line on the same weights.
 tests/comfyui/test_clip_vision.py checks this stand-in against the real ClipVisionModel.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from hyperlora_core.clip_encoder import ClipVisionEncoder
+from hyperlora_core.features.clip import ClipVisionEncoder
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)

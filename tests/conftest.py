@@ -34,3 +34,58 @@ def id_only_folder(tmp_path_factory) -> Path:
 def small_folder(tmp_path) -> Path:
     """A fresh small checkpoint each test may damage."""
     return make_release_folder(tmp_path / "ckpt", dim=64, depth=1, inner=64, hyper_dim=16, seed=5)
+
+
+@pytest.fixture
+def folder(small_folder) -> Path:
+    """The small checkpoint under the name the bad-file tests give it."""
+    return small_folder
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A small HyperLoRA (no Base-LoRA) loaded once per test file, for tests that only read it."""
+    from hyperlora_core import HyperLoRA
+
+    return HyperLoRA.from_pretrained(
+        make_release_folder(tmp_path_factory.mktemp("m") / "c", dim=64, depth=1, inner=64, hyper_dim=16))
+
+
+@pytest.fixture(scope="module")
+def antelopev2(tmp_path_factory) -> Path:
+    """The tiny stand-ins for insightface's antelopev2 models (tests/tiny_face_models.py), per test file."""
+    from tiny_face_models import make_tiny_antelopev2
+
+    return make_tiny_antelopev2(tmp_path_factory.mktemp("insightface") / "models" / "antelopev2")
+
+
+@pytest.fixture(scope="module")
+def analyzer(antelopev2):
+    """A face analyzer on the tiny models, on the CPU."""
+    from hyperlora_core.face import FaceAnalyzer
+
+    return FaceAnalyzer(antelopev2, provider="CPU")
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """The fake Hugging Face Hub of tests/fake_hub.py serving download_harness.fake_repos(), as HF_ENDPOINT."""
+    from download_harness import fake_repos
+    from fake_hub import FakeHub
+
+    fake = FakeHub(fake_repos()).start()
+    monkeypatch.setenv("HF_ENDPOINT", fake.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def models(tmp_path) -> Path:
+    """An empty ComfyUI/models folder for the download command to fill."""
+    folder = tmp_path / "ComfyUI" / "models"
+    folder.mkdir(parents=True)
+    return folder

@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from checkpoints import make_release_folder
 from clip_vision_standin import StandInClipVision
 from hyperlora_core import IdentityFeatures, cli
-from hyperlora_core.clip_encoder import ClipVisionEncoder
+from hyperlora_core.features.clip import ClipVisionEncoder
+from node_fixtures import FakeClipVision, _photo, face_models, fake_comfy, nodes, pack, tiny_antelopev2  # noqa: F401
 from pack import PACK
-from test_nodes import FakeClipVision, _photo, face_models, fake_comfy, nodes, pack, tiny_antelopev2  # noqa: F401
 from tiny_clip import make_tiny_clip
 
 pytest.importorskip("cv2")

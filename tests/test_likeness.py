@@ -1,5 +1,6 @@
-"""Likeness (ArcFace cosine similarity to the person) on the tiny face models: the core, the grid,
-the Likeness and Strength Sweep nodes (without ComfyUI) and the trainer's sample report."""
+"""Likeness (ArcFace cosine similarity to the person) on the tiny face models: the core
+(hyperlora_core/likeness/), the grid, the Likeness and Strength Sweep nodes (nodes/likeness.py, without
+ComfyUI) and the trainer's sample report."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from PIL import Image
 from hyperlora_core import IdentityFeatures
 from hyperlora_core.errors import InputError
 from hyperlora_core.face import FaceAnalyzer
-from hyperlora_core.grid import BACKGROUND, GAP, MISSING_TEXT, labelled_grid
-from hyperlora_core.likeness import check_labels, mean_similarity, reference_embedding, score_images, summary
+from hyperlora_core.likeness.grid import BACKGROUND, GAP, MISSING_TEXT, labelled_grid
+from hyperlora_core.likeness.score import check_labels, mean_similarity, reference_embedding, score_images, summary
+from node_fixtures import FakeClipVision, face_models, fake_comfy, pack, tiny_antelopev2  # noqa: F401
 from pack import node_classes
-from test_nodes import FakeClipVision, face_models, fake_comfy, pack, tiny_antelopev2  # noqa: F401
-from test_train import face_config, face_data  # noqa: F401
+from tiny_training import face_config, face_data  # noqa: F401
 from tiny_face_models import make_tiny_antelopev2, marked_picture
 
 
@@ -259,7 +260,7 @@ def test_trainer_samples_report_the_likeness_when_face_models_are_set(tmp_path, 
 
 def test_trainer_without_face_models_reports_nothing(tmp_path):
     from hyperlora_core.train import Trainer
-    from test_train import make_cache, tiny_config
+    from tiny_training import make_cache, tiny_config
 
     config = tiny_config(tmp_path, make_cache(tmp_path / "cache", 2), output={"sample_every": 1, "sample_steps": 1})
     config.training.max_steps = 1

@@ -1,10 +1,13 @@
 """pyproject.toml as ComfyUI Manager and the Comfy Registry read it: static dependencies equal to the
-requirement files, a square icon of at most 400x400 kept in the repository, the console script."""
+requirement files, a square icon of at most 400x400 kept in the repository, the console script; and
+training stays an optional part (importing the core loads neither it nor diffusers)."""
 
 from __future__ import annotations
 
 import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,13 @@ def test_console_script_runs_the_command_line(capsys):
     main = getattr(importlib.import_module(module), attr)
     assert main(["download", "--help"]) == 0
     assert "--models-dir" in capsys.readouterr().out
+
+
+def test_training_stays_optional():
+    code = ("import sys, hyperlora_core; "
+            "print('hyperlora_core.train' in sys.modules, sys.modules.get('diffusers') is not None)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    code = "import sys, hyperlora_core.train; print(sys.modules.get('diffusers') is not None)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]

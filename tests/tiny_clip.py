@@ -3,7 +3,7 @@
 ``make_tiny_clip(folder)`` writes ``config.json`` (a ``CLIPVisionConfig`` saved by transformers) and
 ``model.safetensors`` with the key names of OpenAI's ``openai/clip-vit-large-patch14`` file
 (``vision_model.*`` plus ``visual_projection.weight``), which is what ComfyUI's "Load CLIP Vision",
-transformers 4.x and our :mod:`hyperlora_core.clip_encoder` read.
+transformers 4.x and our :mod:`hyperlora_core.features.clip` read.
 
 What must stay as in ViT-L/14: width 1024 (the resampler's ``proj_in_2`` takes 1024), image 224 with
 patches of 14 (257 tokens), heads of 64 (16 heads; the head count cannot be read from the weights,

@@ -7,7 +7,8 @@ per photo in which a face was found. One job per module:
 * ``crops``: the CLIP, Base-LoRA and landmark-square crops and their masks;
 * ``preview``: the marked-up preview Load Faces shows;
 * ``analyzer``: :class:`FaceAnalyzer`, which runs the models and puts the pieces together;
-* ``regions`` and ``paste``: face masks and crops of any picture, and pasting re-drawn crops back.
+* ``swap``: face masks and crops of any picture, and pasting re-drawn crops back (face swap, detailer);
+* ``models``: finding and loading the antelopev2 ONNX models with onnxruntime.
 
 The crops follow the reference's pixel conventions as spec section 8 writes them down: float
 boxes cut with ``Image.crop`` (edges rounded, halves to even), the blurred squares pasted back at
@@ -22,45 +23,19 @@ are used (the reference drops the photo). Faces are chosen by a policy (largest 
 the reference always takes the most confident.
 """
 
-from .analyzer import FaceAnalyzer, FaceResult
-from .crops import (
-    BACKGROUND_BLUR,
-    FACE_BLUR,
-    FACE_POLYGON,
-    FACE_SCALE,
-    GREY,
-    MASK_BOX_SCALE,
-    MASK_SIZE,
-    base_crop,
-    blur_face,
-    clip_crop,
-    clip_pixel_values,
-    landmark_box,
-    remove_background,
-    soft_polygon_mask,
-    square_crop,
-)
-from .detection import (
-    ARCFACE_DETECT_SIZE,
-    CHOICES,
-    DET_THRESH,
-    DETECT_MAX_SIDE,
-    DETECT_SIZES,
-    PAD_FRACTIONS,
-    Detection,
-    check_choice,
-    choose_face,
-    detect_faces,
-)
-from .paste import paste_faces
-from .preview import PREVIEW_TILE, make_preview
-from .regions import ALL_FACES, FaceCrops, FaceRegion, cut_faces, find_face_regions
+from ..lazy import lazy_exports
 
-__all__ = [
-    "ARCFACE_DETECT_SIZE", "BACKGROUND_BLUR", "CHOICES", "DET_THRESH", "DETECT_MAX_SIDE", "DETECT_SIZES",
-    "Detection", "FACE_BLUR", "FACE_POLYGON", "FACE_SCALE", "FaceAnalyzer", "FaceResult", "GREY",
-    "MASK_BOX_SCALE", "MASK_SIZE", "PAD_FRACTIONS", "PREVIEW_TILE", "base_crop", "blur_face",
-    "check_choice", "choose_face", "clip_crop", "clip_pixel_values", "detect_faces", "landmark_box",
-    "make_preview", "remove_background", "soft_polygon_mask", "square_crop",
-    "ALL_FACES", "FaceCrops", "FaceRegion", "cut_faces", "find_face_regions", "paste_faces",
-]
+# Imported on first use: the detection and crops need OpenCV and insightface, which the pack does
+# without until a face node runs (face.models, for its choices, does not).
+_EXPORTS = {
+    **dict.fromkeys(["FaceAnalyzer", "FaceResult"], ".analyzer"),
+    **dict.fromkeys(["BACKGROUND_BLUR", "FACE_BLUR", "FACE_POLYGON", "FACE_SCALE", "GREY", "MASK_BOX_SCALE", "MASK_SIZE",
+                     "base_crop", "blur_face", "clip_crop", "landmark_box", "remove_background", "soft_polygon_mask",
+                     "square_crop"], ".crops"),
+    **dict.fromkeys(["ARCFACE_DETECT_SIZE", "CHOICES", "DETECT_MAX_SIDE", "DETECT_SIZES", "DET_THRESH", "Detection",
+                     "PAD_FRACTIONS", "check_choice", "choose_face", "detect_faces"], ".detection"),
+    **dict.fromkeys(["PREVIEW_TILE", "make_preview"], ".preview"),
+    **dict.fromkeys(["ALL_FACES", "FaceCrops", "FaceRegion", "cut_faces", "find_face_regions", "paste_faces"], ".swap"),
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -22,8 +22,8 @@ from PIL import Image
 
 from ..constants import ARCFACE_DIM
 from ..errors import InputError, NoFaceError
-from ..face_models import FaceModels, find_antelopev2, load_face_models, provider_name
-from ..images import to_rgb_list
+from .models import FaceModels, find_antelopev2, load_face_models, provider_name
+from ..files.images import to_rgb_list
 from .crops import base_crop, clip_crop, landmark_box, square_crop
 from .detection import (
     ARCFACE_DETECT_SIZE,

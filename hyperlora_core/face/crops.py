@@ -11,18 +11,16 @@ decide whether the LoRA equals the reference's rather than resembles it):
   not at the rounded corner it was cut at.
 * Masks are ``ImageDraw.polygon`` at the photo's size; blurs run at 512 x 512 (bicubic resizes,
   ``ImageFilter.GaussianBlur``); pastes blend with ``Image.paste``'s mask arithmetic.
-* The CLIP resize is PIL bicubic (see :func:`clip_pixel_values`).
+* The CLIP resize is PIL bicubic (see :func:`hyperlora_core.features.clip_pixels.clip_resize`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..constants import CLIP_MEAN, CLIP_SIZE, CLIP_STD
-from ..errors import InputError
 
 # Landmarks of the face contour and brows, in the order of spec section 8.
 FACE_POLYGON = (
@@ -154,37 +152,3 @@ def base_crop(image: Image.Image, landmarks: np.ndarray, crop: bool = True) -> n
         width, height = blurred.size
         blurred = blurred.crop((max(0, cx - half), max(0, cy - half), min(width, cx + half), min(height, cy + half)))
     return np.asarray(blurred).copy()
-
-
-def clip_pixel_values(crops: Sequence[Any]) -> "torch.Tensor":  # noqa: F821
-    """OpenAI CLIP ViT-L/14 preprocessing of RGB crops, as transformers' PIL-based
-    ``CLIPImageProcessor`` does it.
-
-    Shortest side resized to 224 with PIL bicubic (the long side to int(224 x long / short)),
-    centre crop 224x224, scaled to 0..1, normalised with CLIP's mean and std. Returns float32
-    (N, 3, 224, 224). For use outside ComfyUI (whose CLIP vision loader preprocesses itself).
-
-    PIL on purpose: it is the processor of transformers 4.x, which the release was made with, so
-    these are the pixels the weights were trained on. transformers 5 defaults to a torchvision
-    processor whose pixels differ from these by up to 0.03.
-    """
-    import torch
-
-    mean = np.asarray(CLIP_MEAN, dtype=np.float32)
-    std = np.asarray(CLIP_STD, dtype=np.float32)
-    batch = []
-    for crop in crops:
-        image = crop.convert("RGB") if isinstance(crop, Image.Image) else Image.fromarray(np.asarray(crop, dtype=np.uint8))
-        width, height = image.size
-        short, long = (width, height) if width <= height else (height, width)
-        new_long = int(CLIP_SIZE * long / short)
-        size = (CLIP_SIZE, new_long) if width <= height else (new_long, CLIP_SIZE)
-        array = np.asarray(image.resize(size, _BICUBIC))
-        top = (size[1] - CLIP_SIZE) // 2
-        left = (size[0] - CLIP_SIZE) // 2
-        array = array[top : top + CLIP_SIZE, left : left + CLIP_SIZE]
-        array = (array.astype(np.float64) * (1 / 255)).astype(np.float32)
-        batch.append(((array - mean) / std).transpose(2, 0, 1))
-    if not batch:
-        raise InputError("clip_pixel_values needs at least one crop.")
-    return torch.from_numpy(np.ascontiguousarray(np.stack(batch)))

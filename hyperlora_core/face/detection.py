@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..images import to_rgb_list
+from ..files.images import to_rgb_list
 
 # The reference's detection sizes, tried in turn until a face is found.
 DETECT_SIZES = (640, 512, 384, 256)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import CheckpointError, HyperLoRAError
 
@@ -254,3 +255,20 @@ class SDXLBackbone(Backbone):
     def predict(self, noisy, timesteps, condition):
         return self.unet(noisy, timesteps, encoder_hidden_states=condition["context"],
                          added_cond_kwargs=condition["added"]).sample
+
+
+def checkpoint_blocks(unet: torch.nn.Module, targets: list) -> int:
+    """Gradient checkpointing for a UNet without its own: recompute each block holding attention
+    (``targets``: the ``lora_inject.AttentionTarget``s of the run)."""
+    parents = sorted({t.path.rsplit(".", 1)[0] for t in targets if "." in t.path})
+    for path in parents:
+        block = unet.get_submodule(path)
+        forward = block.forward
+
+        def wrapped(*args, _forward=forward, **kwargs):
+            if not torch.is_grad_enabled():
+                return _forward(*args, **kwargs)
+            return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+
+        block.forward = wrapped
+    return len(parents)

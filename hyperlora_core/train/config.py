@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import TRIGGER_WORDS
-from ..errors import HyperLoRAError
+from ..errors import ConfigError
 
 
-class ConfigError(HyperLoRAError):
-    """The training configuration is invalid, or does not match the run it resumes."""
 
 
 STAGES = ("base", "id_clip", "id_full")

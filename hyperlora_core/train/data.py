@@ -33,18 +33,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save
 
-from ..atomic import write_atomic
-from ..errors import HyperLoRAError
+from ..files.atomic import write_atomic
+from ..constants import IMAGE_SUFFIXES
+from ..errors import DataError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 INDEX = "index.json"
 CACHE_VERSION = 1
 
 
-class DataError(HyperLoRAError):
-    """The training data is missing, unreadable or incomplete."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +183,7 @@ def _settings(config, backbone) -> dict[str, Any]:
 
 def prepare_cache(config, backbone, analyzer=None, encoder=None) -> CacheReport:
     """Preprocess every photo not in the cache yet; write the index. Run on one process only."""
-    from ..images import to_rgb_list
+    from ..files.images import to_rgb_list
 
     cache = config.cache_dir
     cache.mkdir(parents=True, exist_ok=True)
@@ -214,7 +212,7 @@ def prepare_cache(config, backbone, analyzer=None, encoder=None) -> CacheReport:
                 raise DataError("data.face_models must name the insightface antelopev2 folder to preprocess photos.")
             analyzer = FaceAnalyzer(config.data.face_models, provider=config.data.provider)
         if encoder is None:
-            from ..clip_encoder import ClipVisionEncoder
+            from ..features.clip import ClipVisionEncoder
 
             if not config.data.clip_model:
                 raise DataError("data.clip_model must name the CLIP ViT-L/14 vision model to preprocess photos.")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..checkpoint import ModuleSpec
+from ..model.checkpoint import ModuleSpec
 from ..constants import KOHYA_SUFFIX, PROJECTIONS
 from ..errors import CheckpointError
 

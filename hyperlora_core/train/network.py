@@ -1,6 +1,6 @@
 """The trainable hyper-network: ID projector, resampler(s) and learnable LoRA bases.
 
-The bases are kept as :class:`~hyperlora_core.lora.BasisBank` does at inference - one tensor per
+The bases are kept as :class:`~hyperlora_core.model.lora.BasisBank` does at inference - one tensor per
 group of layers with the same shape, ``(layers, K, features * rank)``, down bases laid out as
 (K, in, r) and up bases as (K, r, out) - but as parameters. Mixing a batch is then one batched
 product per group, and a warm start copies a loaded release's banks as they are.
@@ -18,12 +18,12 @@ import math
 import torch
 from torch import nn
 
-from ..checkpoint import ModuleSpec
+from ..model.checkpoint import ModuleSpec
 from ..constants import ARCFACE_DIM, TOKENS_PER_MODULE
-from ..hypernet import IDProjector, Resampler
-from ..lora import group_by_shape, layer_slots
+from ..model.hypernet import IDProjector, Resampler
+from ..model.lora import group_by_shape, layer_slots
 from .config import NetworkShape
-from ..model import NORM_EPS
+from ..model.hyperlora import NORM_EPS
 from .lora_inject import layer_name
 
 log = logging.getLogger(__name__)

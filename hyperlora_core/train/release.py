@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save
 
-from ..atomic import write_atomic
-from ..checkpoint import basis_key, write_modules_json
+from ..files.atomic import write_atomic
+from ..model.checkpoint import basis_key, write_modules_json
 from ..constants import (
     BASE_RESAMPLER_WEIGHTS,
     ID_PROJECTOR_WEIGHTS,
@@ -25,7 +25,7 @@ from ..constants import (
     MODULES_WEIGHTS,
     RESAMPLER_WEIGHTS,
 )
-from ..model import HyperLoRA, resolve_dtype
+from ..model.hyperlora import HyperLoRA, resolve_dtype
 from .config import NetworkShape
 from .network import TrainableBank, TrainableHyperLoRA
 

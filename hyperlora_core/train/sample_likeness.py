@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..likeness import Likeness, score_images
+from ..likeness.score import Likeness, score_images
 
 log = logging.getLogger(__name__)
 

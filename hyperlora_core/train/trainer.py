@@ -26,94 +26,25 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
-from torch.utils.checkpoint import checkpoint
 
-from ..atomic import write_atomic
+from ..files.atomic import write_atomic
 from ..errors import CheckpointError
-from ..model import HyperLoRA
-from .backbone import Backbone, load_backbone
-from .config import Config, ConfigError, config_changes
+from .backbone import Backbone, checkpoint_blocks, load_backbone
+from .checkpoints import latest_checkpoint, resume_from_checkpoint, save_checkpoint
+from .config import Config, ConfigError
 from .data import CachedDataset, collate, prepare_cache
 from .distributed import barrier, mean_across, setup
-from .lora_inject import (
-    AttentionTarget,
-    LoRAState,
-    find_attention_modules,
-    inject,
-    match_release_modules,
-)
-from .network import TrainableHyperLoRA
-from .release import export_release, shape_of, warm_start
+from .lora_inject import LoRAState, find_attention_modules, inject
+from .release import export_release
 from .sample_likeness import SampleLikeness
+from .stages import STAGES, build_network, mix_seed
 
 log = logging.getLogger(__name__)
-
-_SEED_MIX = 0x9E3779B97F4A7C15
-
-
-@dataclass(frozen=True)
-class Stage:
-    trains: tuple[str, ...]  # parts of TrainableHyperLoRA.parts()
-    id_lora: bool  # the ID-LoRA is applied
-    arcface: bool  # the ID-LoRA sees the ArcFace embedding (else zeros)
-
-
-STAGES = {
-    "base": Stage(("base_resampler", "base_bases"), id_lora=False, arcface=False),
-    "id_clip": Stage(("resampler", "id_bases"), id_lora=True, arcface=False),
-    "id_full": Stage(("id_projector", "resampler", "id_bases"), id_lora=True, arcface=True),
-}
-
-
-def _mix(*values: int) -> int:
-    h = 0
-    for v in values:
-        h = (h * _SEED_MIX + int(v) + 1) % (2**63 - 1)
-    return h
-
-
-def build_network(config: Config,
-                  unet_targets: list[AttentionTarget]) -> tuple[TrainableHyperLoRA, list[AttentionTarget]]:
-    """A fresh network for the UNet's attention modules, or one warm-started from a release folder."""
-    n = config.network
-    shape = n.shape()
-    with_base = n.with_base or config.training.stage == "base"
-    if not n.init_from:
-        net = TrainableHyperLoRA([t.spec for t in unet_targets], shape, with_base)
-        net.reset(config.training.seed)
-        return net, unet_targets
-    model = HyperLoRA.from_pretrained(n.init_from, torch.float32, "cpu")
-    targets = match_release_modules(unet_targets, model.target_modules, n.init_from)
-    shape = shape_of(model, shape)
-    net = TrainableHyperLoRA(model.target_modules, shape, with_base or model.has_base_lora)
-    net.reset(config.training.seed)
-    copied = warm_start(net, model)
-    log.info("Warm start from %s: %s", n.init_from, ", ".join(copied))
-    return net, targets
-
-
-def checkpoint_blocks(unet: torch.nn.Module, targets: list[AttentionTarget]) -> int:
-    """Gradient checkpointing for a UNet without its own: recompute each block holding attention."""
-    parents = sorted({t.path.rsplit(".", 1)[0] for t in targets if "." in t.path})
-    for path in parents:
-        block = unet.get_submodule(path)
-        forward = block.forward
-
-        def wrapped(*args, _forward=forward, **kwargs):
-            if not torch.is_grad_enabled():
-                return _forward(*args, **kwargs)
-            return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
-
-        block.forward = wrapped
-    return len(parents)
 
 
 class Trainer:
@@ -195,7 +126,7 @@ class Trainer:
         count = len(self.dataset)
         epoch, within = divmod(position, count)
         if self._perm is None or self._perm[0] != epoch:
-            generator = torch.Generator().manual_seed(_mix(self.config.training.seed, 1, epoch))
+            generator = torch.Generator().manual_seed(mix_seed(self.config.training.seed, 1, epoch))
             self._perm = (epoch, torch.randperm(count, generator=generator).tolist())
         return self._perm[1][within]
 
@@ -216,7 +147,7 @@ class Trainer:
         latent_shape = batch["latents"].shape[1:]
         timesteps, noise, switches = [], [], []
         for p in positions:
-            generator = torch.Generator().manual_seed(_mix(t.seed, 2, p))
+            generator = torch.Generator().manual_seed(mix_seed(t.seed, 2, p))
             timesteps.append(torch.randint(0, self.backbone.alphas_cumprod.shape[0], (1,), generator=generator))
             switches.append(torch.rand(4, generator=generator))
             eps = torch.randn(latent_shape, generator=generator)
@@ -351,67 +282,17 @@ class Trainer:
             log.info("step %d/%d  loss %.5f  lr %.3g  %.2f s/step", self.step, self.config.training.max_steps,
                      loss, lr, per_step)
 
-    # -- checkpoints ---------------------------------------------------------------------------
+    # -- checkpoints (train/checkpoints.py) -----------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        folder = self.checkpoints / f"step_{self.step:08d}"
-        if self.dist.is_main:
-            partial = folder.with_name(folder.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            write_atomic(partial / "network.safetensors",
-                         save({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}),
-                         overwrite=True)
-            extra = {"optimizer": self.optimizer.state_dict(),
-                     "scaler": self.scaler.state_dict() if self.scaler else None,
-                     "torch_rng": torch.get_rng_state()}
-            write_atomic(partial / "optimizer.pt", lambda handle: torch.save(extra, handle), overwrite=True)
-            state = {"step": self.step, "world_size": self.dist.world_size, "config": self.config.to_dict()}
-            # state.json last: a checkpoint counts (latest_checkpoint) only once it is there.
-            write_atomic(partial / "state.json", json.dumps(state, indent=1).encode("utf-8"), overwrite=True)
-            shutil.rmtree(folder, ignore_errors=True)
-            partial.replace(folder)
-            kept = sorted(self.checkpoints.glob("step_*[0-9]"))
-            for old in kept[: max(0, len(kept) - self.config.output.keep_checkpoints)]:
-                shutil.rmtree(old, ignore_errors=True)
-            log.info("Saved checkpoint %s", folder)
-        barrier(self.dist)
-        return folder
+        return save_checkpoint(self)
 
     def latest_checkpoint(self) -> Path | None:
-        found = sorted(p for p in self.checkpoints.glob("step_*[0-9]") if (p / "state.json").is_file())
-        return found[-1] if found else None
+        return latest_checkpoint(self.checkpoints)
 
     def resume(self) -> bool:
         """Continue from the newest checkpoint, refusing one whose configuration differs."""
-        folder = self.latest_checkpoint()
-        if folder is None:
-            return False
-        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        changes = config_changes(state["config"], self.config.to_dict())
-        saved_batch = state["config"]["training"]["batch_size"]
-        if saved_batch * state["world_size"] == self.config.training.batch_size * self.dist.world_size:
-            # Same global batch (e.g. 2 processes x 1 -> 1 process x 2): the same samples, a valid resume.
-            changes = [c for c in changes if not c.startswith("training.batch_size:")]
-        elif state["world_size"] != self.dist.world_size:
-            changes.append(f"number of processes: {state['world_size']} -> {self.dist.world_size} "
-                           "(the global batch and the order of samples change)")
-        if changes:
-            raise ConfigError(
-                f"Cannot resume from {folder}: the configuration changed since it was saved:\n  "
-                + "\n  ".join(changes)
-                + "\nRestore those settings to continue, or set output.folder to a new folder to start a new run."
-            )
-        weights = load_file(str(folder / "network.safetensors"), device=str(self.device))
-        self.net.load_state_dict(weights, strict=True)
-        extra = torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(extra["optimizer"])
-        if self.scaler and extra.get("scaler"):
-            self.scaler.load_state_dict(extra["scaler"])
-        torch.set_rng_state(extra["torch_rng"].cpu())
-        self.step = int(state["step"])
-        log.info("Resumed from %s at step %d", folder, self.step)
-        return True
+        return resume_from_checkpoint(self)
 
     # -- outputs -------------------------------------------------------------------------------
 

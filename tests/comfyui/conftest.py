@@ -67,7 +67,7 @@ def build_models(base: Path) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     sys.path.insert(0, str(TEST_PACK))
     from checkpoints import make_release_folder
-    from hyperlora_core.checkpoint import ModuleSpec
+    from hyperlora_core.model.checkpoint import ModuleSpec
     from tiny_face_models import make_tiny_antelopev2
     from tiny_sdxl import hyperlora_modules
     from PIL import Image

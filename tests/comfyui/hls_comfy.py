@@ -107,3 +107,29 @@ def execution_error(entry: dict) -> dict | None:
         if kind == "execution_error":
             return data
     return None
+
+
+# -- prompts the server tests share -------------------------------------------------------------
+
+def lora_chain(photo: str = "person.jpg") -> dict:
+    """photo -> faces -> identity -> LoRA, in API format (ids 1..6)."""
+    return {
+        **faces_and_identity(photo),
+        "5": {"class_type": "HLS_LoadHyperLoRA", "inputs": {"hyperlora_name": CHECKPOINT_NAME, "dtype": "auto",
+                                                             "device": "auto"}},
+        "6": {"class_type": "HLS_GenerateLoRA", "inputs": {"hyperlora": ["5", 0], "identity": ["4", 0]}},
+        "10": {"class_type": "HLSTest_TinySDXL", "inputs": {"seed": 0}},
+    }
+
+
+def save_chain() -> dict:
+    """photo -> faces -> identity -> LoRA, with Save HyperLoRA (id 7) and Save HyperLoRA Identity (id 8)."""
+    prompt = faces_and_identity()
+    prompt.update({
+        "5": {"class_type": "HLS_LoadHyperLoRA", "inputs": {"hyperlora_name": CHECKPOINT_NAME, "dtype": "auto",
+                                                             "device": "auto"}},
+        "6": {"class_type": "HLS_GenerateLoRA", "inputs": {"hyperlora": ["5", 0], "identity": ["4", 0]}},
+        "7": {"class_type": "HLS_SaveLoRA", "inputs": {"lora": ["6", 0], "filename_prefix": "loras/v3_ui"}},
+        "8": {"class_type": "HLS_SaveIdentity", "inputs": {"identity": ["4", 0], "filename_prefix": "v3_ui/person"}},
+    })
+    return prompt

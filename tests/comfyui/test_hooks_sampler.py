@@ -57,8 +57,8 @@ def tiny(test_pack):
 def random_lora(pack, seed: int):
     """A LoRA of the layout 'Generate HyperLoRA' makes for this UNet, with random factors."""
     tiny_sdxl = sys.modules["hls_test_pack_hooks_test.tiny_sdxl"]
-    from hyperlora_studio_hooks_test.hyperlora_core.checkpoint import ModuleSpec
-    from hyperlora_studio_hooks_test.hyperlora_core.lora import kohya_key_plan
+    from hyperlora_studio_hooks_test.hyperlora_core.model.checkpoint import ModuleSpec
+    from hyperlora_studio_hooks_test.hyperlora_core.model.lora import kohya_key_plan
     modules = [ModuleSpec(name, hidden, cross) for name, hidden, cross in tiny_sdxl.hyperlora_modules()]
     gen = torch.Generator().manual_seed(seed)
     tensors = {}

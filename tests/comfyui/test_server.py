@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hls_comfy import (CHECKPOINT_NAME, GRAPHS, PACK_DIR_NAME, combo_options, execution_error, faces_and_identity,
-                       graph_id, to_api)
+from hls_comfy import (CHECKPOINT_NAME, GRAPHS, PACK_DIR_NAME, combo_options, execution_error, graph_id, lora_chain,
+                       to_api)
 from node_contract import load_contract
 
 OUR_NODES = {node_id: entry["display_name"] for node_id, entry in load_contract().items()}
@@ -72,17 +72,6 @@ def test_shipped_workflow_runs(server, object_info, path):
         assert images, "the workflow saved an image"
 
 
-def _chain(photo: str = "person.jpg") -> dict:
-    """photo -> faces -> identity -> LoRA, in API format (ids 1..6)."""
-    return {
-        **faces_and_identity(photo),
-        "5": {"class_type": "HLS_LoadHyperLoRA", "inputs": {"hyperlora_name": CHECKPOINT_NAME, "dtype": "auto",
-                                                             "device": "auto"}},
-        "6": {"class_type": "HLS_GenerateLoRA", "inputs": {"hyperlora": ["5", 0], "identity": ["4", 0]}},
-        "10": {"class_type": "HLSTest_TinySDXL", "inputs": {"seed": 0}},
-    }
-
-
 def _probe(entry: dict, label: str) -> dict:
     for out in entry["outputs"].values():
         for report in out.get("hls_probe", []):
@@ -92,7 +81,7 @@ def _probe(entry: dict, label: str) -> dict:
 
 
 def test_apply_patches_every_key_changes_the_unet_and_equals_the_saved_file(server):
-    prompt = _chain()
+    prompt = lora_chain()
     prompt.update({
         "11": {"class_type": "HLS_ApplyLoRA", "inputs": {"model": ["10", 0], "lora": ["6", 0], "strength": 0.85,
                                                          "base_lora": ["6", 1], "base_strength": 1.0}},
@@ -133,7 +122,7 @@ def test_apply_patches_every_key_changes_the_unet_and_equals_the_saved_file(serv
 def test_core_load_lora_model_node_accepts_the_generated_lora(server, object_info):
     if "LoraModelLoader" not in object_info:
         pytest.skip("this ComfyUI has no 'Load LoRA Model' node")
-    prompt = _chain()
+    prompt = lora_chain()
     prompt.update({
         "11": {"class_type": "LoraModelLoader", "inputs": {"model": ["10", 0], "lora": ["6", 0], "strength_model": 0.85}},
         "12": {"class_type": "HLS_ApplyLoRA", "inputs": {"model": ["10", 0], "lora": ["6", 0], "strength": 0.85}},
@@ -147,7 +136,7 @@ def test_core_load_lora_model_node_accepts_the_generated_lora(server, object_inf
 
 
 def test_photo_without_a_face_gives_our_error_message(server):
-    prompt = _chain("no_face.png")
+    prompt = lora_chain("no_face.png")
     prompt = {k: v for k, v in prompt.items() if k in ("1", "2")}
     prompt["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["2", 1]}}
     entry = server.run(prompt)
@@ -160,7 +149,7 @@ def test_photo_without_a_face_gives_our_error_message(server):
 
 
 def test_apply_refuses_a_model_that_is_not_sdxl(server):
-    prompt = _chain()
+    prompt = lora_chain()
     prompt["10"] = {"class_type": "HLSTest_TinySD15", "inputs": {"seed": 0}}
     prompt["11"] = {"class_type": "HLS_ApplyLoRA", "inputs": {"model": ["10", 0], "lora": ["6", 0], "strength": 0.85}}
     prompt["12"] = {"class_type": "HLSTest_UNetProbe", "inputs": {"model": ["11", 0], "label": "sd15"}}
@@ -171,7 +160,7 @@ def test_apply_refuses_a_model_that_is_not_sdxl(server):
 
 
 def test_unsaved_prefix_outside_output_is_refused(server):
-    prompt = _chain()
+    prompt = lora_chain()
     prompt["14"] = {"class_type": "HLS_SaveLoRA", "inputs": {"lora": ["6", 0], "filename_prefix": "../../escape"}}
     del prompt["10"]
     entry = server.run(prompt)

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from hls_comfy import CHECKPOINT_NAME, PACK_DIR_NAME, ROOT, execution_error, faces_and_identity
+from hls_comfy import PACK_DIR_NAME, ROOT, execution_error, save_chain
 from node_contract import contract_of, load_contract
 
 CONTRACT = load_contract()
@@ -33,20 +33,8 @@ def test_pack_is_loaded_through_comfy_entrypoint_with_its_editor_extension(serve
     assert f"/extensions/{PACK_DIR_NAME}/shown_text.js" in server.get("/extensions")
 
 
-def _save_chain() -> dict:
-    prompt = faces_and_identity()
-    prompt.update({
-        "5": {"class_type": "HLS_LoadHyperLoRA", "inputs": {"hyperlora_name": CHECKPOINT_NAME, "dtype": "auto",
-                                                             "device": "auto"}},
-        "6": {"class_type": "HLS_GenerateLoRA", "inputs": {"hyperlora": ["5", 0], "identity": ["4", 0]}},
-        "7": {"class_type": "HLS_SaveLoRA", "inputs": {"lora": ["6", 0], "filename_prefix": "loras/v3_ui"}},
-        "8": {"class_type": "HLS_SaveIdentity", "inputs": {"identity": ["4", 0], "filename_prefix": "v3_ui/person"}},
-    })
-    return prompt
-
-
 def test_nodes_report_the_saved_files_the_faces_preview_and_a_summary(server):
-    entry = server.run(_save_chain())
+    entry = server.run(save_chain())
     assert entry["status"]["status_str"] == "success", execution_error(entry)
     outputs = entry["outputs"]
     lora_name, identity_name = outputs["7"]["text"][0], outputs["8"]["text"][0]

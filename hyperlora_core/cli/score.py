@@ -1,0 +1,128 @@
+"""``python -m hyperlora_core score``: how much pictures look like the person (ArcFace similarity).
+
+Registered in :data:`hyperlora_core.cli.app.COMMANDS`; photo listing and file checks from ``common``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import InputError, UsageError
+from .common import EXIT_OK, PROG, add_common, check_new_file, expand_photos, out
+
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "score",
+        help="how much pictures look like the person: ArcFace cosine similarity, as the HyperLoRA paper reports",
+        description=(
+            "Measure the likeness of pictures (generated ones, for instance) to a person: for the chosen face "
+            "in each picture, the cosine similarity of its ArcFace embedding (insightface antelopev2) to the "
+            "person's, the normalised mean of the reference photos' embeddings (or of an identity file's). "
+            "1 is the same face; different people score about 0-0.3. A picture without a face is reported "
+            "as 'no face' (null in --json), never as 0, and left out of the mean."
+        ),
+        epilog=f"Example: {PROG} score --photos me1.jpg me2.jpg --images outputs/ --models-dir ~/ComfyUI/models",
+    )
+    reference = p.add_mutually_exclusive_group(required=True)
+    reference.add_argument("--photos", nargs="+", type=Path, metavar="PHOTO",
+                           help="photos of the person (a folder stands for the images in it)")
+    reference.add_argument("--identity", type=Path, metavar="FILE",
+                           help="an identity file (--save-identity or 'Save HyperLoRA Identity') instead of photos")
+    p.add_argument("--images", nargs="+", type=Path, required=True, metavar="IMAGE",
+                   help="the pictures to measure (a folder stands for the images in it)")
+    p.add_argument("--models-dir", type=Path, metavar="MODELS",
+                   help="the ComfyUI models folder; the face models are read from insightface/models/antelopev2/")
+    p.add_argument("--face-models", type=Path, metavar="FOLDER",
+                   help="the insightface antelopev2 folder, instead of the one in --models-dir")
+    p.add_argument("--face", default="largest", metavar="CHOICE",
+                   help="which face of a picture with several is measured: largest, most_confident, or an index "
+                   "counted from the left (0 = leftmost) (default: largest)")
+    p.add_argument("--photo-face", default="largest", metavar="CHOICE",
+                   help="the same for the reference photos (default: largest)")
+    p.add_argument("--provider", default="auto", metavar="NAME",
+                   help="ONNX Runtime provider for face analysis: auto, CPU, CUDA, ... (default: auto)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.add_argument("--grid", type=Path, metavar="OUT.png",
+                   help="also write the pictures as a grid, each labelled with its similarity (never overwrites)")
+    add_common(p)
+    p.set_defaults(run=run_score)
+
+
+def _face_folder(args: argparse.Namespace) -> Path:
+    if args.face_models:
+        return args.face_models.expanduser()
+    if args.models_dir is None:
+        raise UsageError("say where the face models are: --models-dir (the ComfyUI models folder) or --face-models")
+    models_dir = args.models_dir.expanduser()
+    if not models_dir.is_dir():
+        raise UsageError(f"--models-dir {models_dir} is not a folder")
+    return models_dir / "insightface"  # FaceAnalyzer finds models/antelopev2 below it, or says what is missing
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from ..face import FaceAnalyzer, check_choice
+    from ..likeness.score import mean_similarity, photo_embeddings, reference_embedding, score_images, table
+
+    choice, photo_choice = check_choice(args.face), check_choice(args.photo_face)
+    grid_path = check_new_file(args.grid, "--grid", GRID_SUFFIXES) if args.grid is not None else None
+    face_folder = _face_folder(args)
+    images = expand_photos(args.images)
+    photos = expand_photos(args.photos) if args.photos is not None else []
+    if args.identity is not None and not args.identity.expanduser().is_file():
+        raise InputError(f"identity file not found: {args.identity}")
+    analyzer = FaceAnalyzer(face_folder, provider=args.provider)
+    say = (lambda text: None) if args.json else out
+
+    if photos:
+        say(f"Reference: {len(photos)} photo(s), faces found with {analyzer.folder} ...")
+        embeddings, used = photo_embeddings(analyzer, [str(p) for p in photos], photo_choice)
+        for i, photo in enumerate(photos):
+            if i not in used:
+                say(f"  {photo.name}: no face found, left out of the reference")
+        target = reference_embedding(embeddings, what="reference photos")
+        reference = {"photos": [str(photos[i]) for i in used], "left_out": [str(p) for i, p in enumerate(photos)
+                                                                        if i not in used]}
+    else:
+        from ..features.identity import IdentityFeatures
+
+        identity = IdentityFeatures.load(args.identity.expanduser())
+        target = reference_embedding(identity, what=f"identity file {args.identity}")
+        reference = {"identity": str(args.identity), "photos": list(identity.sources)}
+        say(f"Reference: identity {args.identity} ({identity.num_photos} photo(s))")
+
+    scores = score_images(analyzer, [str(p) for p in images], target, choice, labels=[p.name for p in images])
+    if args.json:
+        rows = [dict(s.as_dict(), image=str(path)) for s, path in zip(scores, images)]
+        for row in rows:
+            row.pop("label")
+        out(json.dumps({"reference": reference, "face_choice": choice, "images": rows,
+                         "mean": mean_similarity(scores),
+                         "missing": [str(p) for s, p in zip(scores, images) if s.missing]}, indent=2))
+    else:
+        out(table(scores, label_header="image"))
+    if grid_path is not None:
+        _write_grid(grid_path, images, scores)
+        say(f"Wrote the grid {grid_path}.")
+    return EXIT_OK
+
+
+def _write_grid(path: Path, images: list[Path], scores) -> None:
+    import io
+
+    from PIL import Image
+
+    from ..files.export import write_new_file
+    from ..likeness.grid import labelled_grid
+    from ..files.images import load_image
+
+    captions = [f"{s.label} \u00b7 " + ("no face" if s.missing else f"similarity {s.similarity:.2f}") for s in scores]
+    sheet = labelled_grid([load_image(p) for p in images], captions, highlight=[s.missing for s in scores])
+    buffer = io.BytesIO()
+    Image.fromarray(sheet).save(buffer, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else
+                                path.suffix.lstrip(".").upper())
+    write_new_file(path, buffer.getvalue())

@@ -1,0 +1,10 @@
+"""The one-command model download, through huggingface_hub.
+
+* ``models``: what goes where (the release, CLIP ViT-L/14, antelopev2), the default models folder,
+  and the download run;
+* ``hub``: talking to the Hub: listing, verified and resumed transfers, staging, error wording.
+"""
+
+from .models import default_models_dir, run_download
+
+__all__ = ["default_models_dir", "run_download"]
