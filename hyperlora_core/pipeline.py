@@ -7,7 +7,9 @@ the Python API all take.
 
 Steps, each a public function for callers that hold some of the parts already:
 
-* :func:`find_models`: the release folder, CLIP ViT-L/14 and the face models in a models folder;
+* :func:`find_models`: the release folder, CLIP ViT-L/14 and the face models in a models folder
+  (:func:`models_folder`, the default one every command shares; :func:`face_models_folder`, the
+  face models alone, which ``score`` uses);
 * :func:`analyze_photos`: the chosen face of each photo (every error names the photo's file);
 * :func:`identity_from_photos`: faces -> ArcFace + CLIP features (:meth:`IdentityFeatures.from_faces`);
 * :func:`lora_from_identity`: features -> the ID-LoRA's tensors.
@@ -63,21 +65,57 @@ class MadeLoRA:
         return lora_metadata(self.lora, source=self.source, num_photos=self.identity.num_photos, kind="id")
 
 
+def _get_them(models_dir: str | os.PathLike | None, only: str = "") -> str:
+    where = f" --models-dir {models_dir}" if models_dir else ""
+    return f"run '{CLI} download{only}{where}'"
+
+
+def models_folder(models_dir: str | os.PathLike | None = None) -> Path:
+    """The models folder every command reads: ``models_dir``, else the folder ``download`` fills by
+    default (:func:`hyperlora_core.download.models.default_models_dir`); it must exist."""
+    from .download.models import default_models_dir
+
+    folder = Path(models_dir).expanduser() if models_dir else default_models_dir()
+    if not folder.is_dir():
+        default = "" if models_dir else " (the default; pass --models-dir to use another)"
+        raise HyperLoRAError(f"the models folder {folder}{default} does not exist; {_get_them(models_dir)} first")
+    return folder
+
+
+def face_models_folder(models_dir: str | os.PathLike | None = None,
+                       face_models: str | os.PathLike | None = None) -> Path:
+    """The antelopev2 face models: ``face_models`` as given, else where ``download`` puts them in the
+    models folder (:func:`models_folder`); also ComfyUI's other layouts below ``insightface/``."""
+    if face_models:
+        return Path(face_models).expanduser()  # FaceAnalyzer says what is missing in a folder given
+    from .constants import ANTELOPEV2_FILES
+    from .download.models import ANTELOPEV2_FOLDER
+    from .errors import FaceModelError
+    from .face.models import find_antelopev2
+
+    folder = models_folder(models_dir)
+    try:
+        return find_antelopev2(folder / ANTELOPEV2_FOLDER[0])
+    except FaceModelError:
+        expected = folder.joinpath(*ANTELOPEV2_FOLDER)
+        missing = [name for name in ANTELOPEV2_FILES.values() if not (expected / name).is_file()]
+        raise HyperLoRAError(
+            f"the antelopev2 face models are not in {expected} (missing {', '.join(missing)}); "
+            f"{_get_them(models_dir, ' --only face')} to fetch them, or pass --face-models the antelopev2 folder"
+        ) from None
+
+
 def find_models(models_dir: str | os.PathLike | None = None, variant: str = "fidelity", *,
                 hyperlora: str | os.PathLike | None = None, clip: str | os.PathLike | None = None,
                 face_models: str | os.PathLike | None = None, need_faces: bool = True) -> ModelPaths:
-    """The models in ``models_dir`` (default: the folder ``download`` fills) where ``download`` puts
-    them; a path given for a model is used as it is. ``variant``: fidelity or edit."""
-    from .download.models import REFERENCE_HYPERLORA_FOLDER, VARIANT_CHOICES, default_models_dir
+    """The models in ``models_dir`` (default: the folder ``download`` fills, see :func:`models_folder`)
+    where ``download`` puts them; a path given for a model is used as it is. ``variant``: fidelity or edit."""
+    from .download.models import REFERENCE_HYPERLORA_FOLDER, VARIANT_CHOICES
     from .features.clip import find_clip_vision
 
     given = bool(hyperlora and (clip or not need_faces) and (face_models or not need_faces))
-    folder = Path(models_dir).expanduser() if models_dir else None if given else default_models_dir()
-    where = f" --models-dir {models_dir}" if models_dir else ""
-    get = f"run '{CLI} download{where}'"
-    if folder is not None and not folder.is_dir():
-        default = "" if models_dir else " (the default; pass --models-dir to use another)"
-        raise HyperLoRAError(f"the models folder {folder}{default} does not exist; {get} first")
+    folder = None if given and not models_dir else models_folder(models_dir)
+    get = _get_them(models_dir)
 
     if variant not in VARIANT_CHOICES or variant == "both":
         raise InputError(f"variant {variant!r} is not a HyperLoRA release: use fidelity or edit")
@@ -100,12 +138,7 @@ def find_models(models_dir: str | os.PathLike | None = None, variant: str = "fid
                 raise HyperLoRAError(
                     f"CLIP ViT-L/14 not found in {folder} (clip_vision/ or hyper_lora/clip_vit/); {get}"
                 )
-        if face_models:
-            faces = Path(face_models).expanduser()
-        else:
-            faces = folder / "insightface" / "models" / "antelopev2"
-            if not faces.is_dir():
-                raise HyperLoRAError(f"the antelopev2 face models are not in {faces}; {get}")
+        faces = face_models_folder(models_dir, face_models)
     return ModelPaths(release, clip_path, faces)
 
 

@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except KeyboardInterrupt:
-        again = ("; the files already complete are kept, run the same command again for the rest"
+        again = ("; the files already complete are kept, run the same command again for the rest (a file cut "
+                 "off part-way resumes where it stopped)"
                  if "download" in argv else "")
         print(f"error: interrupted{again}", file=sys.stderr)
         return EXIT_FAILURE
