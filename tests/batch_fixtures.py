@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from checkpoints import make_release_folder
 from hyperlora_core.constants import VARIANTS
@@ -50,3 +52,14 @@ def make_people(root: Path, count: int = 3, photos: int = 2, blank_for: int | No
         if blank_for == n:
             blank_photo(folder / "zz_blank.png")
     return root
+
+
+def assert_same_safetensors(a: Path, b: Path) -> None:
+    """Bit-identical tensors and the same metadata. Not the same bytes: safetensors writes the metadata
+    from a hash map, whose order differs from one process to the next."""
+    x, y = load_file(str(a)), load_file(str(b))
+    assert set(x) == set(y), (a, b)
+    for key in x:
+        assert x[key].dtype == y[key].dtype and x[key].equal(y[key]), (a, b, key)
+    with safe_open(str(a), "pt") as ha, safe_open(str(b), "pt") as hb:
+        assert ha.metadata() == hb.metadata(), (a, b)

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from safetensors import safe_open
 from safetensors.torch import load_file
 
-from batch_fixtures import FIDELITY, blank_photo, face_photo, make_models, make_people
+from batch_fixtures import assert_same_safetensors, blank_photo, face_photo, make_models, make_people
 from hyperlora_core import cli
 from hyperlora_core.batch import read_people
 from hyperlora_core.errors import InputError
@@ -38,16 +37,6 @@ def report_lines(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
 
 
-def same_file_tensors(a: Path, b: Path) -> None:
-    """Bit-identical tensors and the same metadata."""
-    x, y = load_file(str(a)), load_file(str(b))
-    assert set(x) == set(y)
-    for key in x:
-        assert x[key].dtype == y[key].dtype and x[key].equal(y[key]), key
-    with safe_open(str(a), "pt") as ha, safe_open(str(b), "pt") as hb:
-        assert ha.metadata() == hb.metadata()
-
-
 def test_each_lora_is_bit_identical_to_generate_and_the_report_names_the_skipped_photo(models, capsys, tmp_path):
     people = make_people(tmp_path / "people", count=3, photos=2, blank_for=1)
     out = tmp_path / "out"
@@ -62,8 +51,8 @@ def test_each_lora_is_bit_identical_to_generate_and_the_report_names_the_skipped
         code, _, err = run(capsys, "generate", "--photos", person, "--out", alone, "--save-identity", identity,
                            "--models-dir", models, "--device", "cpu", "--skip-no-face")
         assert code == 0, err
-        same_file_tensors(out / f"person_{n}.safetensors", alone)
-        same_file_tensors(out / f"person_{n}.identity.safetensors", identity)
+        assert_same_safetensors(out / f"person_{n}.safetensors", alone)
+        assert_same_safetensors(out / f"person_{n}.identity.safetensors", identity)
     lines = {line["id"]: line for line in report_lines(out)}
     assert set(lines) == {"person_0", "person_1", "person_2"}
     assert all(line["status"] == "made" and line["error"] is None for line in lines.values())
@@ -160,7 +149,7 @@ def test_manifests_with_per_person_options(models, capsys, tmp_path):
     grey = tmp_path / "grey.safetensors"
     assert run(capsys, "generate", "--photos", photos / "0.png", photos / "1.png", "--grey", "--out", grey,
                "--models-dir", models, "--device", "cpu")[0] == 0
-    same_file_tensors(out / "ana.safetensors", grey)
+    assert_same_safetensors(out / "ana.safetensors", grey)
 
 
 @pytest.mark.parametrize("manifest, message", [
