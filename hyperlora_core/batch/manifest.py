@@ -25,7 +25,8 @@ from ..errors import InputError
 
 # Options a person may set for itself (the batch's command-line values otherwise), and their types.
 PERSON_OPTIONS = {"face": (str, int), "keep_background": (bool,), "grey": (bool,)}
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ @+=-]{0,150}$")
+_ID = re.compile(r"^\w[\w. @+=-]*$")  # letters of any script, digits, a few signs
+MAX_ID_BYTES = 200  # + ".identity.safetensors" stays under the 255 bytes a file name may have
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n"}
 
 
@@ -91,9 +92,9 @@ def _photos_in(folder: Path, where: str) -> list[Path]:
 def _check_id(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{where}: the id is missing or empty; every person needs an id (it names the output files)")
-    if not _ID.match(value) or value in (".", ".."):
+    if not _ID.match(value) or len(value.encode("utf-8")) > MAX_ID_BYTES:
         raise InputError(f"{where}: the id {value!r} cannot name a file: use letters, digits, spaces and . _ - @ + = "
-                         "(starting with a letter or digit, at most 151 characters)")
+                         f"(starting with a letter or digit, at most {MAX_ID_BYTES} bytes in UTF-8)")
     return value
 
 

@@ -154,7 +154,7 @@ def run_batch_on_ray(people: list[Person], out: str | os.PathLike, settings: Bat
 
     out = prepare_out(Path(out))
     started = time.perf_counter()
-    _, dtype, _ = pick_device("cpu" if settings.device == "auto" else settings.device, settings.dtype)
+    _, dtype, _ = pick_device("cpu", settings.dtype)  # the dtype only: the devices are the actors' business
     keys = expected_keys(settings.models.hyperlora)
     done, todo = split_done(people, out, keys, dtype)
     writer = ReportWriter(out)
