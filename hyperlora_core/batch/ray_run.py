@@ -19,12 +19,13 @@ Ray is an optional extra (``pip install ".[ray]"``); nothing else in the pack im
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
-import pickle
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 from ..errors import HyperLoRAError
 from .manifest import Person
 from .report import PersonReport, Progress, ReportWriter
-from .run import BatchSettings, done_before, expected_keys, outputs_of, prepare_out, split_done
+from .run import BatchSettings, FacesFound, done_before, expected_keys, outputs_of, prepare_out, split_done
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,52 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from exc
 
 
+@dataclass
+class CarriedFace:
+    """What the network stage reads of a ``FaceResult``: its photo's position, the CLIP crop, ArcFace."""
+
+    index: int
+    clip_crop: Any
+    arcface_embedding: Any
+    base_crop: Any = None
+
+
+def faces_to_row(faces: FacesFound) -> dict[str, Any]:
+    """Stage 1's result as plain data between Ray processes: JSON and an .npz of the crops and
+    embeddings (no pickle: ``np.load(allow_pickle=False)`` reads it back)."""
+    import numpy as np
+
+    found = faces.found
+    meta: dict[str, Any] = {"person": faces.person.to_row(), "error": faces.error, "seconds": faces.seconds}
+    arrays: dict[str, Any] = {}
+    if found is not None:
+        meta["photos"] = [str(p) for p in found.photos]
+        meta["skipped"] = [{"photo": str(s.photo), "reason": s.reason} for s in found.skipped]
+        meta["indices"] = [face.index for face in found.faces]
+        for k, face in enumerate(found.faces):
+            arrays[f"clip_{k}"] = np.asarray(face.clip_crop)
+            arrays[f"arcface_{k}"] = np.asarray(face.arcface_embedding)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return {"id": faces.person.id, "meta": json.dumps(meta), "arrays": buffer.getvalue()}
+
+
+def faces_from_row(row: dict[str, Any]) -> FacesFound:
+    import numpy as np
+
+    from ..pipeline import PhotoFaces, SkippedPhoto
+
+    meta = json.loads(row["meta"])
+    result = FacesFound(Person.from_row(meta["person"]), error=meta["error"], seconds=meta["seconds"])
+    if "photos" in meta:
+        with np.load(io.BytesIO(row["arrays"]), allow_pickle=False) as arrays:
+            faces = [CarriedFace(index, arrays[f"clip_{k}"], arrays[f"arcface_{k}"])
+                     for k, index in enumerate(meta["indices"])]
+        result.found = PhotoFaces([Path(p) for p in meta["photos"]], faces,
+                                  [SkippedPhoto(Path(s["photo"]), s["reason"]) for s in meta["skipped"]])
+    return result
+
+
 def _face_task(row: dict[str, Any], settings: BatchSettings) -> dict[str, Any]:
     from ..face import FaceAnalyzer
     from .run import face_stage
@@ -81,8 +128,8 @@ def _face_task(row: dict[str, Any], settings: BatchSettings) -> dict[str, Any]:
     key = (str(settings.models.faces), settings.provider)
     if key not in _FACE_ANALYZERS:
         _FACE_ANALYZERS[key] = FaceAnalyzer(settings.models.faces, provider=settings.provider)
-    person = Person.from_row(pickle.loads(row["person"]))
-    return {"id": row["id"], "faces": pickle.dumps(face_stage(_FACE_ANALYZERS[key], person, settings))}
+    person = Person.from_row(json.loads(row["person"]))
+    return faces_to_row(face_stage(_FACE_ANALYZERS[key], person, settings))
 
 
 class NetworkStage:
@@ -111,8 +158,9 @@ class NetworkStage:
 
         from .run import network_stage
 
-        lines = [network_stage(pickle.loads(faces), self.encoder, self.network, self.out, self.keys, self.dtype)
-                 for faces in batch["faces"]]
+        rows = [{"meta": meta, "arrays": arrays} for meta, arrays in zip(batch["meta"], batch["arrays"])]
+        lines = [network_stage(faces_from_row(row), self.encoder, self.network, self.out, self.keys, self.dtype)
+                 for row in rows]
         return {"line": np.array([line.to_json() for line in lines], dtype=object)}
 
 
@@ -176,7 +224,7 @@ def run_batch_on_ray(people: list[Person], out: str | os.PathLike, settings: Bat
         gpus = ray.cluster_resources().get("GPU", 0) > 0 and settings.device != "cpu"
         report(f"Ray: {ray.cluster_resources().get('CPU', 0):.0f} CPUs, {ray.cluster_resources().get('GPU', 0):.0f} "
                f"GPUs; {len(todo)} people, {network_actors} network actor(s){' on GPUs' if gpus else ''}")
-        rows = [{"id": person.id, "person": pickle.dumps(person.to_row())} for person in todo]
+        rows = [{"id": person.id, "person": json.dumps(person.to_row())} for person in todo]
         dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
         # Half a CPU per face task: two run beside each network actor on a CPU, and the different
         # request keeps Ray from fusing the two stages into one actor (which would end the overlap).
