@@ -15,6 +15,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+# --dtype of the commands that run the network (generate, batch).
+DTYPE_CHOICES = ("auto", "float16", "bfloat16", "float32")
+
 # The console script `hyperlora-studio` (pip install ".[cli]") runs the same main().
 PROG = CLI
 MODELS_DIR_DEFAULT = (

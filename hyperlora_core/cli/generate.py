@@ -6,10 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import (EXIT_OK, MODELS_DIR_DEFAULT, PROG, add_common, check_identity_file, check_new_file,
-                     expand_photos, out)
-
-DTYPE_CHOICES = ("auto", "float16", "bfloat16", "float32")
+from .common import (DTYPE_CHOICES, EXIT_OK, MODELS_DIR_DEFAULT, PROG, add_common, check_identity_file,
+                     check_new_file, expand_photos, out)
 
 
 def add_parser(sub) -> None:
