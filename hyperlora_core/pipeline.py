@@ -7,10 +7,16 @@ the Python API all take.
 
 Steps, each a public function for callers that hold some of the parts already:
 
-* :func:`find_models`: the release folder, CLIP ViT-L/14 and the face models in a models folder;
+* :func:`find_models`: the release folder, CLIP ViT-L/14 and the face models in a models folder
+  (:func:`models_folder`, the default one every command shares; :func:`face_models_folder`, the
+  face models alone, which ``score`` uses);
 * :func:`analyze_photos`: the chosen face of each photo (every error names the photo's file);
+  :func:`faces_of_photos` also returns the photos left out and why;
 * :func:`identity_from_photos`: faces -> ArcFace + CLIP features (:meth:`IdentityFeatures.from_faces`);
-* :func:`lora_from_identity`: features -> the ID-LoRA's tensors.
+  :func:`identity_from_faces` does the CLIP half with an encoder loaded before (:func:`load_clip`);
+* :func:`lora_from_identity`: features -> the ID-LoRA's tensors (with a network from :func:`load_network`).
+
+The batch (:mod:`hyperlora_core.batch`) loads the models once and calls the same functions per person.
 
 The ComfyUI nodes take the same steps with ComfyUI's own CLIP vision model: "Load Faces" is
 :func:`analyze_photos`, "HyperLoRA ID Embedding" ends in :meth:`IdentityFeatures.from_faces` with
@@ -63,21 +69,57 @@ class MadeLoRA:
         return lora_metadata(self.lora, source=self.source, num_photos=self.identity.num_photos, kind="id")
 
 
+def _get_them(models_dir: str | os.PathLike | None, only: str = "") -> str:
+    where = f" --models-dir {models_dir}" if models_dir else ""
+    return f"run '{CLI} download{only}{where}'"
+
+
+def models_folder(models_dir: str | os.PathLike | None = None) -> Path:
+    """The models folder every command reads: ``models_dir``, else the folder ``download`` fills by
+    default (:func:`hyperlora_core.download.models.default_models_dir`); it must exist."""
+    from .download.models import default_models_dir
+
+    folder = Path(models_dir).expanduser() if models_dir else default_models_dir()
+    if not folder.is_dir():
+        default = "" if models_dir else " (the default; pass --models-dir to use another)"
+        raise HyperLoRAError(f"the models folder {folder}{default} does not exist; {_get_them(models_dir)} first")
+    return folder
+
+
+def face_models_folder(models_dir: str | os.PathLike | None = None,
+                       face_models: str | os.PathLike | None = None) -> Path:
+    """The antelopev2 face models: ``face_models`` as given, else where ``download`` puts them in the
+    models folder (:func:`models_folder`); also ComfyUI's other layouts below ``insightface/``."""
+    if face_models:
+        return Path(face_models).expanduser()  # FaceAnalyzer says what is missing in a folder given
+    from .constants import ANTELOPEV2_FILES
+    from .download.models import ANTELOPEV2_FOLDER
+    from .errors import FaceModelError
+    from .face.models import find_antelopev2
+
+    folder = models_folder(models_dir)
+    try:
+        return find_antelopev2(folder / ANTELOPEV2_FOLDER[0])
+    except FaceModelError:
+        expected = folder.joinpath(*ANTELOPEV2_FOLDER)
+        missing = [name for name in ANTELOPEV2_FILES.values() if not (expected / name).is_file()]
+        raise HyperLoRAError(
+            f"the antelopev2 face models are not in {expected} (missing {', '.join(missing)}); "
+            f"{_get_them(models_dir, ' --only face')} to fetch them, or pass --face-models the antelopev2 folder"
+        ) from None
+
+
 def find_models(models_dir: str | os.PathLike | None = None, variant: str = "fidelity", *,
                 hyperlora: str | os.PathLike | None = None, clip: str | os.PathLike | None = None,
                 face_models: str | os.PathLike | None = None, need_faces: bool = True) -> ModelPaths:
-    """The models in ``models_dir`` (default: the folder ``download`` fills) where ``download`` puts
-    them; a path given for a model is used as it is. ``variant``: fidelity or edit."""
-    from .download.models import REFERENCE_HYPERLORA_FOLDER, VARIANT_CHOICES, default_models_dir
+    """The models in ``models_dir`` (default: the folder ``download`` fills, see :func:`models_folder`)
+    where ``download`` puts them; a path given for a model is used as it is. ``variant``: fidelity or edit."""
+    from .download.models import REFERENCE_HYPERLORA_FOLDER, VARIANT_CHOICES
     from .features.clip import find_clip_vision
 
     given = bool(hyperlora and (clip or not need_faces) and (face_models or not need_faces))
-    folder = Path(models_dir).expanduser() if models_dir else None if given else default_models_dir()
-    where = f" --models-dir {models_dir}" if models_dir else ""
-    get = f"run '{CLI} download{where}'"
-    if folder is not None and not folder.is_dir():
-        default = "" if models_dir else " (the default; pass --models-dir to use another)"
-        raise HyperLoRAError(f"the models folder {folder}{default} does not exist; {get} first")
+    folder = None if given and not models_dir else models_folder(models_dir)
+    get = _get_them(models_dir)
 
     if variant not in VARIANT_CHOICES or variant == "both":
         raise InputError(f"variant {variant!r} is not a HyperLoRA release: use fidelity or edit")
@@ -100,12 +142,7 @@ def find_models(models_dir: str | os.PathLike | None = None, variant: str = "fid
                 raise HyperLoRAError(
                     f"CLIP ViT-L/14 not found in {folder} (clip_vision/ or hyper_lora/clip_vit/); {get}"
                 )
-        if face_models:
-            faces = Path(face_models).expanduser()
-        else:
-            faces = folder / "insightface" / "models" / "antelopev2"
-            if not faces.is_dir():
-                raise HyperLoRAError(f"the antelopev2 face models are not in {faces}; {get}")
+        faces = face_models_folder(models_dir, face_models)
     return ModelPaths(release, clip_path, faces)
 
 
@@ -123,18 +160,51 @@ def pick_device(device: str = "auto", dtype: str = "auto") -> tuple["torch.devic
     return where, weights, clip_dtype
 
 
-def analyze_photos(analyzer: Any, photos: Sequence[Path], choice: str | int = "largest", *,
-                   skip_no_face: bool = False, remove_background: bool = True, grey: bool = False,
-                   report: Report = log.info) -> list:
-    """The chosen face of each photo (``FaceResult``s, in order); every error names the photo's file.
-    A photo without a face stops the run, or with ``skip_no_face`` is left out and reported."""
+@dataclass
+class SkippedPhoto:
+    """A photo left out of a person's identity, and why (no face, unreadable)."""
+
+    photo: Path
+    reason: str
+
+
+@dataclass
+class PhotoFaces:
+    """The faces found in a person's photos (``FaceResult``s, ``index`` = position in ``photos``) and
+    the photos left out."""
+
+    photos: list[Path]
+    faces: list
+    skipped: list[SkippedPhoto]
+
+    def no_face_error(self) -> NoFaceError:
+        return NoFaceError(
+            f"No face was found in any of the photos ({', '.join(str(s.photo) for s in self.skipped)}). Use photos "
+            "where the face is clearly visible, and check that the face models are the real insightface antelopev2 "
+            "models."
+        )
+
+
+def faces_of_photos(analyzer: Any, photos: Sequence[Path], choice: str | int = "largest", *,
+                    skip_no_face: bool = False, skip_unreadable: bool = False, remove_background: bool = True,
+                    grey: bool = False, report: Report = log.info) -> PhotoFaces:
+    """The chosen face of each photo, and the photos left out: without a face (with ``skip_no_face``,
+    else that stops the run) or unreadable (with ``skip_unreadable``, else that stops the run). Every
+    error names the photo's file. An empty ``faces`` is not an error here (see :func:`analyze_photos`)."""
     from .files.images import load_image
 
+    photos = [Path(p) for p in photos]
     results, skipped = [], []
     for i, photo in enumerate(photos):
-        photo = Path(photo)
         try:
             rgb = load_image(photo)
+        except InputError as exc:
+            if not skip_unreadable:
+                raise
+            report(f"  {photo.name}: unreadable, left out ({exc})")
+            skipped.append(SkippedPhoto(photo, f"unreadable: {exc}"))
+            continue
+        try:
             result = analyzer.analyze_photo(rgb, i, choice, remove_background=remove_background, grey=grey)
         except HyperLoRAError as exc:
             text = str(exc).replace(f"Photo {i} ", "this photo ")
@@ -151,7 +221,7 @@ def analyze_photos(analyzer: Any, photos: Sequence[Path], choice: str | int = "l
                     f"that {analyzer.folder} holds the real insightface antelopev2 models."
                 )
             report(f"  {photo.name}: no face found ({size}), left out (--skip-no-face)")
-            skipped.append(photo)
+            skipped.append(SkippedPhoto(photo, f"no face found ({size})"))
         elif result.n_faces == 1:
             report(f"  {photo.name}: 1 face (detection score {result.det_score:.2f})")
         else:
@@ -159,12 +229,31 @@ def analyze_photos(analyzer: Any, photos: Sequence[Path], choice: str | int = "l
                    f"({choice if isinstance(choice, str) else 'by index'}; detection score {result.det_score:.2f})")
         if result is not None:
             results.append(result)
-    if not results:
-        raise NoFaceError(
-            f"No face was found in any of the photos ({', '.join(str(p) for p in skipped)}). Use photos where the "
-            "face is clearly visible, and check that the face models are the real insightface antelopev2 models."
-        )
-    return results
+    return PhotoFaces(photos, results, skipped)
+
+
+def analyze_photos(analyzer: Any, photos: Sequence[Path], choice: str | int = "largest", *,
+                   skip_no_face: bool = False, remove_background: bool = True, grey: bool = False,
+                   report: Report = log.info) -> list:
+    """The chosen face of each photo (``FaceResult``s, in order); every error names the photo's file.
+    A photo without a face stops the run, or with ``skip_no_face`` is left out and reported."""
+    found = faces_of_photos(analyzer, photos, choice, skip_no_face=skip_no_face,
+                            remove_background=remove_background, grey=grey, report=report)
+    if not found.faces:
+        raise found.no_face_error()
+    return found.faces
+
+
+def identity_from_faces(found: PhotoFaces, encoder: Any, *, with_base: bool = False) -> "IdentityFeatures":
+    """Faces -> the person's features: CLIP ViT-L/14 tokens of the face crops (and of the Base-LoRA
+    crops with ``with_base``) with ``encoder`` (a loaded :class:`ClipVisionEncoder`), then
+    :meth:`IdentityFeatures.from_faces`."""
+    from .features.identity import IdentityFeatures
+
+    results = found.faces
+    tokens = encoder.encode_crops([r.clip_crop for r in results])
+    base = encoder.encode_crops([r.base_crop for r in results]) if with_base else None
+    return IdentityFeatures.from_faces(results, tokens, base, sources=[found.photos[r.index].name for r in results])
 
 
 def identity_from_photos(photos: Sequence[str | os.PathLike], models: ModelPaths, *, choice: str | int = "largest",
@@ -174,11 +263,7 @@ def identity_from_photos(photos: Sequence[str | os.PathLike], models: ModelPaths
                          report: Report = log.info) -> "IdentityFeatures":
     """Photos -> the person's features: faces, then CLIP ViT-L/14 tokens of the face crops (and of the
     Base-LoRA crops with ``with_base``), then :meth:`IdentityFeatures.from_faces`."""
-    import torch
-
     from .face import FaceAnalyzer, check_choice
-    from .features.clip import ClipVisionEncoder
-    from .features.identity import IdentityFeatures
 
     photos = [Path(p) for p in photos]
     choice = check_choice(choice)
@@ -188,21 +273,38 @@ def identity_from_photos(photos: Sequence[str | os.PathLike], models: ModelPaths
                              remove_background=remove_background, grey=grey, report=report)
 
     report(f"Encoding {len(results)} face crop(s) with CLIP ViT-L/14 from {models.clip} ...")
-    encoder = ClipVisionEncoder.load(models.clip, device=device, dtype=clip_dtype or torch.float32)
-    tokens = encoder.encode_crops([r.clip_crop for r in results])
-    base = encoder.encode_crops([r.base_crop for r in results]) if with_base else None
+    encoder = load_clip(models, device=device, clip_dtype=clip_dtype)
+    identity = identity_from_faces(PhotoFaces(photos, results, []), encoder, with_base=with_base)
     del encoder
-    return IdentityFeatures.from_faces(results, tokens, base, sources=[photos[r.index].name for r in results])
+    return identity
 
 
-def lora_from_identity(identity: "IdentityFeatures", release: str | os.PathLike, *, device: "torch.device | str" = "cpu",
-                       dtype: "torch.dtype | str" = "float16", report: Report = log.info) -> MadeLoRA:
-    """An identity -> its ID-LoRA, with the release folder's network loaded for it."""
+def load_clip(models: ModelPaths, *, device: "torch.device | str" = "cpu", clip_dtype: "torch.dtype | None" = None):
+    """CLIP ViT-L/14 of ``models`` as :func:`identity_from_photos` uses it (float32 unless told)."""
+    import torch
+
+    from .features.clip import ClipVisionEncoder
+
+    return ClipVisionEncoder.load(models.clip, device=device, dtype=clip_dtype or torch.float32)
+
+
+def load_network(release: str | os.PathLike, *, device: "torch.device | str" = "cpu",
+                 dtype: "torch.dtype | str" = "float16", report: Report = log.info):
+    """The release folder's hyper-network (:class:`HyperLoRA`) as :func:`lora_from_identity` loads it."""
     from .model.hyperlora import HyperLoRA, resolve_dtype
 
     dtype = resolve_dtype(dtype)
     report(f"Loading HyperLoRA {release} ({str(dtype).removeprefix('torch.')} on {device}) ...")
-    network = HyperLoRA.from_pretrained(release, dtype=dtype, device=device)
+    return HyperLoRA.from_pretrained(release, dtype=dtype, device=device)
+
+
+def lora_from_identity(identity: "IdentityFeatures", release: str | os.PathLike, *, device: "torch.device | str" = "cpu",
+                       dtype: "torch.dtype | str" = "float16", report: Report = log.info,
+                       network: Any = None) -> MadeLoRA:
+    """An identity -> its ID-LoRA, with the release folder's network loaded for it (or ``network``,
+    one :func:`load_network` loaded before, for many identities)."""
+    if network is None:
+        network = load_network(release, device=device, dtype=dtype, report=report)
     lora = network.generate_id_lora(identity.arcface, identity.clip_tokens, identity.weights)
     return MadeLoRA(lora=lora, identity=identity, source=network.source)
 

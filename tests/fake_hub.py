@@ -6,8 +6,9 @@ It answers the calls ``model_info`` and ``hf_hub_download`` make: the repository
 ``Content-Length``), and, as the real Hub does for large (LFS) files, a redirect to a "CDN" on
 another origin with ``X-Linked-Size`` and ``X-Linked-Etag`` (the sha256) on the redirect itself.
 ``GET`` honours ``Range``. Faults on demand: wrong bytes, a connection dropped mid-file, a transfer
-that stalls after part of a file, and (:class:`SilentServer`) an endpoint that accepts and never
-answers.
+that stalls after part of a file, a transfer that pauses after part of a file until the test has
+done something (killed the client, say), and (:class:`SilentServer`) an endpoint that accepts and
+never answers.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class FakeHub:
     interrupt_once: dict[str, int] = field(default_factory=dict)
     # path in repo -> send this many bytes of the first GET, then go silent; later GETs get no answer
     stall_after: dict[str, int] = field(default_factory=dict)
+    # path in repo -> send this many bytes of the next GET, set `paused`, and wait (until stop()) before
+    # closing the connection; later GETs are answered in full
+    pause_once: dict[str, int] = field(default_factory=dict)
+    paused: threading.Event = field(default_factory=threading.Event)
     # the listing answers with this instead of the Hub's JSON (a proxy's login page)
     listing_instead: bytes | None = None
     release: threading.Event = field(default_factory=threading.Event)
@@ -158,6 +163,8 @@ def _handler(hub: FakeHub, role: str):
             part = body[start:]
             if not head and name in hub.stall_after:
                 return self._stall(name, part, headers, rng)
+            if not head and name in hub.pause_once:
+                return self._pause(hub.pause_once.pop(name), part, headers, rng)
             cut = None if head else hub.interrupt_once.pop(name, None)
             if cut is None:
                 return self._send(206 if rng and not head else 200, part, headers, head)
@@ -182,6 +189,14 @@ def _handler(hub: FakeHub, role: str):
                 self._start(206 if rng else 200, headers, len(part))
                 self.wfile.write(part[:sent])
                 self.wfile.flush()
+            hub.release.wait(timeout=300)
+            self.close_connection = True
+
+        def _pause(self, sent: int, part: bytes, headers: dict, rng: str | None) -> None:
+            self._start(206 if rng else 200, headers, len(part))
+            self.wfile.write(part[:sent])
+            self.wfile.flush()
+            hub.paused.set()
             hub.release.wait(timeout=300)
             self.close_connection = True
 

@@ -133,7 +133,6 @@ def test_reference_photo_without_a_face_is_left_out_and_all_without_is_an_error(
 
 @pytest.mark.parametrize("args, words", [
     (["score", "--images", "x.png", "--face-models", "f"], "one of the arguments --photos --identity is required"),
-    (["score", "--photos", "a.png", "--images", "x.png"], "--models-dir"),
 ])
 def test_bad_usage_is_one_line_and_exit_code_2(capsys, args, words):
     code, _, err = run(capsys, *args)

@@ -2,7 +2,7 @@
 
 * ``app``: the parser, ``main`` and the one-line error handling;
 * ``common``: what the commands share (exit codes, console output, the models folder, file checks);
-* ``download``, ``generate``, ``score``: one module per command.
+* ``download``, ``generate``, ``batch``, ``score``: one module per command.
 """
 
 from .app import COMMANDS, build_parser, main

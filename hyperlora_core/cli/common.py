@@ -15,6 +15,9 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+# --dtype of the commands that run the network (generate, batch).
+DTYPE_CHOICES = ("auto", "float16", "bfloat16", "float32")
+
 # The console script `hyperlora-studio` (pip install ".[cli]") runs the same main().
 PROG = CLI
 MODELS_DIR_DEFAULT = (
@@ -61,7 +64,8 @@ def check_new_file(path: Path, option: str, suffixes: Sequence[str] = (".safeten
     if path.exists():
         raise HyperLoRAError(f"{path} already exists and will not be overwritten; choose another name for {option}")
     if path.parent.exists() and not path.parent.is_dir():
-        raise HyperLoRAError(f"the folder of {option} {path} is a file, not a folder: {path.parent}")
+        raise HyperLoRAError(f"the folder of {option} {path} is a file, not a folder: {path.parent}; choose another "
+                             f"folder for {option}")
     if not path.parent.is_dir():
         raise HyperLoRAError(f"the folder of {option} {path} does not exist: {path.parent}; create it or choose another")
     try:
@@ -75,21 +79,30 @@ def check_new_file(path: Path, option: str, suffixes: Sequence[str] = (".safeten
     return path
 
 
-def expand_photos(paths: Sequence[Path]) -> list[Path]:
+def expand_photos(paths: Sequence[Path], option: str = "--photos") -> list[Path]:
+    """The image files ``paths`` name, a folder standing for the images in it; the errors name ``option``."""
     photos: list[Path] = []
     for path in paths:
         path = path.expanduser()
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
-                raise InputError(f"the folder {path} holds no photos ({', '.join(IMAGE_SUFFIXES)})")
+                raise InputError(f"the folder {path} holds no photos ({', '.join(IMAGE_SUFFIXES)}); point {option} "
+                                 "at a folder of photos, or name the photo files themselves")
             photos.extend(found)
         elif path.is_file():
             photos.append(path)
         elif path.exists():
             raise InputError(f"photo {path} is not a regular file (a device or a pipe?); pass an image file")
         else:
-            raise InputError(f"photo not found: {path}")
+            raise InputError(f"photo not found: {path}; check the path (a typo, or a file moved?) given to {option}")
     return photos
 
 
+def check_identity_file(path: Path) -> Path:
+    """An identity file to read (--identity): it must exist."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise InputError(f"identity file not found: {path}; check the path given to --identity (identity files "
+                         "are written by generate --save-identity or the 'Save HyperLoRA Identity' node)")
+    return path

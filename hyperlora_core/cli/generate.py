@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import EXIT_OK, MODELS_DIR_DEFAULT, PROG, add_common, check_new_file, expand_photos, out
-
-DTYPE_CHOICES = ("auto", "float16", "bfloat16", "float32")
+from .common import (DTYPE_CHOICES, EXIT_OK, MODELS_DIR_DEFAULT, PROG, add_common, check_identity_file,
+                     check_new_file, expand_photos, out)
 
 
 def add_parser(sub) -> None:
@@ -128,7 +127,6 @@ def add_parser(sub) -> None:
 def _run_generate(args: argparse.Namespace) -> int:
     from .. import pipeline
     from ..constants import TRIGGER_WORDS
-    from ..errors import InputError
 
     out_file = check_new_file(args.out, "--out")
     identity_out = check_new_file(args.save_identity, "--save-identity") if args.save_identity else None
@@ -142,8 +140,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         check_choice(args.face)  # a bad --face fails before any model loads
         photos = expand_photos(args.photos)
     else:
-        if not args.identity.expanduser().is_file():
-            raise InputError(f"identity file not found: {args.identity}")
+        check_identity_file(args.identity)
         photos = []
     models = pipeline.find_models(args.models_dir, args.variant, hyperlora=args.hyperlora, clip=args.clip,
                                   face_models=args.face_models, need_faces=bool(photos))

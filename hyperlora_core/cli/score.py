@@ -9,8 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import InputError, UsageError
-from .common import EXIT_OK, PROG, add_common, check_new_file, expand_photos, out
+from .common import (EXIT_OK, MODELS_DIR_DEFAULT, PROG, add_common, check_identity_file, check_new_file,
+                     expand_photos, out)
 
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
             "1 is the same face; different people score about 0-0.3. A picture without a face is reported "
             "as 'no face' (null in --json), never as 0, and left out of the mean."
         ),
-        epilog=f"Example: {PROG} score --photos me1.jpg me2.jpg --images outputs/ --models-dir ~/ComfyUI/models",
+        epilog=(f"Example: {PROG} score --photos me1.jpg me2.jpg --images outputs/   (the face models come from "
+                "the download command; add --models-dir ~/ComfyUI/models for another models folder)"),
     )
     reference = p.add_mutually_exclusive_group(required=True)
     reference.add_argument("--photos", nargs="+", type=Path, metavar="PHOTO",
@@ -36,7 +37,8 @@ def add_parser(sub) -> None:
     p.add_argument("--images", nargs="+", type=Path, required=True, metavar="IMAGE",
                    help="the pictures to measure (a folder stands for the images in it)")
     p.add_argument("--models-dir", type=Path, metavar="MODELS",
-                   help="the ComfyUI models folder; the face models are read from insightface/models/antelopev2/")
+                   help="the models folder the download command filled; the face models are read from "
+                   f"insightface/models/antelopev2/; default, as for download and generate: {MODELS_DIR_DEFAULT}")
     p.add_argument("--face-models", type=Path, metavar="FOLDER",
                    help="the insightface antelopev2 folder, instead of the one in --models-dir")
     p.add_argument("--face", default="largest", metavar="CHOICE",
@@ -53,29 +55,19 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run_score)
 
 
-def _face_folder(args: argparse.Namespace) -> Path:
-    if args.face_models:
-        return args.face_models.expanduser()
-    if args.models_dir is None:
-        raise UsageError("say where the face models are: --models-dir (the ComfyUI models folder) or --face-models")
-    models_dir = args.models_dir.expanduser()
-    if not models_dir.is_dir():
-        raise UsageError(f"--models-dir {models_dir} is not a folder")
-    return models_dir / "insightface"  # FaceAnalyzer finds models/antelopev2 below it, or says what is missing
-
-
 def run_score(args: argparse.Namespace) -> int:
     from ..face import FaceAnalyzer, check_choice
     from ..likeness.score import mean_similarity, photo_embeddings, reference_embedding, score_images, table
+    from ..pipeline import face_models_folder
 
     choice, photo_choice = check_choice(args.face), check_choice(args.photo_face)
     grid_path = check_new_file(args.grid, "--grid", GRID_SUFFIXES) if args.grid is not None else None
-    face_folder = _face_folder(args)
-    images = expand_photos(args.images)
+    images = expand_photos(args.images, "--images")
     photos = expand_photos(args.photos) if args.photos is not None else []
-    if args.identity is not None and not args.identity.expanduser().is_file():
-        raise InputError(f"identity file not found: {args.identity}")
-    analyzer = FaceAnalyzer(face_folder, provider=args.provider)
+    if args.identity is not None:
+        check_identity_file(args.identity)
+    # The same models folder as download and generate: --models-dir, else the shared default.
+    analyzer = FaceAnalyzer(face_models_folder(args.models_dir, args.face_models), provider=args.provider)
     say = (lambda text: None) if args.json else out
 
     if photos:

@@ -14,7 +14,9 @@ Three downloads, each from a Hugging Face repository, through ``huggingface_hub`
   ``models/insightface/models/antelopev2/``.
 
 Files already in place (also in the reference pack's ``models/hyper_lora/...`` layout) are not
-fetched again; a file of the wrong size in place is replaced once the new one is whole.
+fetched again; a file of the wrong size in place is replaced once the new one is whole. A file
+whose download stopped part-way (a dropped line, Ctrl-C, a killed process) is resumed by the next
+run from the byte where it stopped.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Iterable, Sequence
 
 from ..constants import ANTELOPEV2_FILES, HF_REPO_ID, MODULES_JSON, RELEASE_FILES, VARIANTS
 from .hub import (DiskError, DownloadError, HubSettings, ListedFile, Report, clean_staging, describe,
-                  disk_error, fetch, hash_matches, hub_session, is_hub_fault, list_repo)
+                  disk_error, fetch, hash_matches, hub_session, human_size, is_hub_fault, list_repo,
+                  received_so_far)
 
 __all__ = ["DownloadError", "DiskError", "run_download", "components_for", "default_models_dir"]
 
@@ -212,17 +215,6 @@ def _fill_from_listing(plan: list[PlannedFile], settings: HubSettings, verify: b
     return commits
 
 
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "size unknown"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
-
-
 def _missing_message(plan: Sequence[PlannedFile], prefix: str) -> str:
     missing: dict[str, list[PlannedFile]] = {}
     for item in plan:
@@ -274,7 +266,7 @@ def _fetch_one(item: PlannedFile, commit: str, settings: HubSettings, report: Re
     report(f"  downloading: {spec.repo_path} ({human_size(item.listed.size if item.listed else None)}) "
            f"-> {spec.destination}")
     try:
-        fetch(comp.repo_id, spec.repo_path, commit, spec.destination, item.listed, settings)
+        fetch(comp.repo_id, spec.repo_path, commit, spec.destination, item.listed, settings, report)
     except DiskError:
         raise
     except DownloadError as exc:
@@ -285,10 +277,12 @@ def _fetch_one(item: PlannedFile, commit: str, settings: HubSettings, report: Re
             raise problem from exc
         if not is_hub_fault(exc):
             raise
+        kept = received_so_far(spec.destination)
+        part = f" and the {human_size(kept)} received of this one" if kept else ""
         raise DownloadError(
             f"{spec.repo_path}: download stopped ({describe(exc, settings, transfer=True)}); nothing was written under "
-            f"{spec.destination.name}, the files already complete are kept: run the same command again to "
-            f"continue, or {comp.manual}"
+            f"{spec.destination.name}, the files already complete{part} are kept: run the same command again to "
+            f"continue from there, or {comp.manual}"
         ) from exc
 
 
@@ -344,8 +338,8 @@ def run_download(
             sized = f", {human_size(total)}" if result.checked_online else ""
             report(f"{verb} {len(to_fetch)} file(s){sized}.")
             _report_licences(to_fetch, report)
-            if not dry_run:
-                _check_free_space(models_dir, total)
+            if not dry_run:  # the part of a file an earlier run received is on the disk already
+                _check_free_space(models_dir, total - sum(received_so_far(item.spec.destination) for item in to_fetch))
         if dry_run:
             report("Dry run: nothing was downloaded.")
             return result

@@ -148,7 +148,8 @@ def write_error(path: Path, exc: OSError) -> HyperLoRAError:
     if code == errno.ENOSPC or code == getattr(errno, "EDQUOT", -1):
         why = "the disk (or your quota) is full; free some space or write to another disk"
     elif code == errno.EFBIG:
-        why = "the file is larger than this file system or the process's file-size limit (ulimit -f) allows"
+        why = ("the file is larger than this file system or the process's file-size limit (ulimit -f) allows; "
+               "raise the limit (ulimit -f unlimited) or write to another disk")
     elif code in (errno.EACCES, errno.EPERM):
         why = f"no permission to write in {path.parent}; choose a folder you may write to"
     elif code == errno.EROFS:

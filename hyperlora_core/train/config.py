@@ -20,6 +20,7 @@ from ..errors import ConfigError
 
 
 STAGES = ("base", "id_clip", "id_full")
+STRATEGIES = ("ddp", "fsdp")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
@@ -87,6 +88,7 @@ class TrainingConfig:
     train_bases: bool = True  # False: keep the LoRA bases fixed, train only the networks
     seed: int = 0
     device: str = "auto"  # auto (the GPU of this process if there is one), cpu, cuda
+    strategy: str = "ddp"  # ddp: every rank holds the whole network; fsdp: sharded with FSDP2 (torchrun)
     trigger_words: str = TRIGGER_WORDS
     drop_trigger: float = 0.1  # chance that a sample with the ID-LoRA on has no trigger words
     drop_caption: float = 0.05  # chance that the caption (not the trigger words) is left out
@@ -196,6 +198,9 @@ def validate(config: Config) -> None:
     t, o, d, n = config.training, config.output, config.data, config.network
     checks = [
         (t.stage in STAGES, f"training.stage must be one of {', '.join(STAGES)}, got {t.stage!r}."),
+        (t.strategy in STRATEGIES,
+         f"training.strategy must be one of {', '.join(STRATEGIES)} (fsdp: the network sharded across the ranks "
+         f"torchrun starts), got {t.strategy!r}."),
         (t.mixed_precision in MIXED_PRECISION,
          f"training.mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {t.mixed_precision!r}."),
         (t.max_steps >= 1, "training.max_steps must be at least 1."),

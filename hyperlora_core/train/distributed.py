@@ -37,13 +37,14 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
     return device
 
 
-def setup(device_request: str) -> tuple[DistInfo, torch.device]:
-    """Join the process group torchrun describes (if any) and pick this process's device."""
+def setup(device_request: str, force_group: bool = False) -> tuple[DistInfo, torch.device]:
+    """Join the process group torchrun describes (if any) and pick this process's device.
+    ``force_group``: join it also when torchrun started one process (FSDP needs the group)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_request, local)
-    if world > 1 and not dist.is_initialized():
+    if (world > 1 or force_group) and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -19,6 +19,10 @@ Everything random in a step (which photo, its timestep, its noise, the switches)
 generator seeded by the run's seed and the sample's position in the global stream of samples, so a
 resumed run continues exactly, and N processes with batch B see the same samples, noise and
 switches as one process with batch N x B.
+
+Several processes (``training.strategy``): ``ddp`` keeps the whole network on every rank
+(DistributedDataParallel); ``fsdp`` shards its parameters, gradients and AdamW state with FSDP2
+(see :mod:`.sharding`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .distributed import barrier, mean_across, setup
 from .lora_inject import LoRAState, find_attention_modules, inject
 from .release import export_release
 from .sample_likeness import SampleLikeness
+from .sharding import check_launch, gathered, gradient_sync, grad_scaler, shard
 from .stages import STAGES, build_network, mix_seed
 
 log = logging.getLogger(__name__)
@@ -54,7 +59,9 @@ class Trainer:
         self.config = config
         t = config.training
         self.stage = STAGES[t.stage]
-        self.dist, self.device = setup(t.device)
+        check_launch(t.strategy)
+        self.sharded = t.strategy == "fsdp"
+        self.dist, self.device = setup(t.device, force_group=self.sharded)
         if t.mixed_precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("training.mixed_precision = \"fp16\" needs a GPU; on a CPU use \"bf16\" or \"no\".")
         self.amp_dtype = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[t.mixed_precision]
@@ -80,14 +87,22 @@ class Trainer:
         self.net.requires_grad_(False)
         for name in trains:
             parts[name].requires_grad_(True)
+        if self.sharded:  # before the optimizer: it must see the sharded parameters
+            shard(self.net, self.device, self.dist.world_size)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
-        log.info("Stage %s: training %s (%.2fM parameters) on %d attention modules of %s, device %s%s",
+        log.info("Stage %s: training %s (%.2fM parameters) on %d attention modules of %s, device %s%s%s",
                  t.stage, ", ".join(trains), sum(p.numel() for p in self.params) / 1e6, len(self.targets),
                  self.backbone.description or type(self.backbone).__name__, self.device,
-                 f", {self.dist.world_size} processes" if self.dist.enabled else "")
+                 f", {self.dist.world_size} processes" if self.dist.enabled else "",
+                 f" ({t.strategy})" if self.dist.enabled or self.sharded else "")
         self.optimizer = torch.optim.AdamW(self.params, lr=t.lr, weight_decay=t.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda") if t.mixed_precision == "fp16" else None
-        if self.dist.enabled:
+        if self.sharded:
+            self.scaler = grad_scaler(t.mixed_precision == "fp16")
+        else:
+            self.scaler = torch.amp.GradScaler("cuda") if t.mixed_precision == "fp16" else None
+        if self.sharded:
+            self.model = self.net  # fully_shard made the network its own data-parallel wrapper
+        elif self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -214,7 +229,10 @@ class Trainer:
         for micro in range(t.grad_accum):
             first = (self.step * t.grad_accum + micro) * global_batch + self.dist.rank * t.batch_size
             last = micro == t.grad_accum - 1
-            sync = contextlib.nullcontext() if (last or not self.dist.enabled) else self.model.no_sync()
+            if self.sharded:
+                sync = gradient_sync(self.net, last)
+            else:
+                sync = contextlib.nullcontext() if (last or not self.dist.enabled) else self.model.no_sync()
             with sync:
                 loss = self._micro_loss(range(first, first + t.batch_size)) / t.grad_accum
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
@@ -297,8 +315,10 @@ class Trainer:
     # -- outputs -------------------------------------------------------------------------------
 
     def export(self, folder: Path) -> Path | None:
+        """The release folder; with FSDP the weights are gathered to the main process first (all ranks take part)."""
+        net = gathered(self.net, self.dist.is_main) if self.sharded else self.net
         if self.dist.is_main:
-            export_release(self.net, folder, self.config.output.export_dtype, metadata={
+            export_release(net, folder, self.config.output.export_dtype, metadata={
                 "hyperlora.stage": self.config.training.stage, "hyperlora.step": str(self.step),
                 "hyperlora.base_model": self.backbone.description,
             })
@@ -313,8 +333,8 @@ class Trainer:
         from .sampling import ddim_sample
 
         paths: list[Path] = []
-        if self.dist.is_main:
-            o, t = self.config.output, self.config.training
+        factors = None
+        if self.dist.is_main or self.sharded:  # under FSDP every rank takes part in the forward
             item = collate([self.dataset[0]])
             clip = item["clip_tokens"].to(self.device)
             arcface = item["arcface"].to(self.device)
@@ -323,6 +343,9 @@ class Trainer:
             with self._autocast():
                 factors = self.net(arcface if self.stage.id_lora else None, clip if self.stage.id_lora else None,
                                    item["base_clip_tokens"].to(self.device) if self.net.has_base else None)
+        if self.dist.is_main:
+            o, t = self.config.output, self.config.training
+            with self._autocast():
                 self.lora_state.clear()
                 for kind, per_layer in factors.items():
                     bank = self.net.id_bank if kind == "id" else self.net.base_bank
