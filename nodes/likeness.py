@@ -8,8 +8,10 @@ import math
 import numpy as np
 
 from ..hyperlora_core.errors import HyperLoRAError
+from ..hyperlora_core.likeness.chart import likeness_chart
 from ..hyperlora_core.likeness.grid import labelled_grid
 from ..hyperlora_core.likeness.score import check_labels, reference_embedding, score_images, summary
+from ..hyperlora_core.likeness.stats import LOW_LIKENESS, summarise
 from . import CATEGORY
 from .comfy_v3 import io, ui
 from .faces import FACE_CHOICES, PROVIDERS, Faces, get_analyzer
@@ -53,7 +55,9 @@ class Likeness(io.ComfyNode):
                 "identity's photos). 1 is the same face; with the real antelopev2 models different people "
                 "typically score about 0-0.3 and a good likeness of a generated picture about 0.5-0.8. A picture "
                 "without a face is reported as 'no face' (NaN in the similarity list), never as 0. Shows the "
-                f"numbers on a labelled grid of the pictures. Connect either an identity or faces. {ANTELOPEV2_HELP}"
+                "numbers on a labelled grid of the pictures, and for the set min / median / max, the worst picture "
+                "and the share below the threshold, with a chart of the likeness per picture (or per frame). "
+                f"Connect either an identity or faces. {ANTELOPEV2_HELP}"
             ),
             is_output_node=True,
             is_input_list=True,  # collects the pictures of a sweep (one image per strength) into one grid
@@ -77,6 +81,10 @@ class Likeness(io.ComfyNode):
                 io.String.Input("labels", optional=True, default="", multiline=True,
                                 tooltip="A label per picture, one per line (or connect the labels of 'HyperLoRA "
                                         "Strength Sweep'); empty: the pictures are numbered."),
+                io.Float.Input("threshold", optional=True, default=LOW_LIKENESS, min=-1.0, max=1.0, step=0.01,
+                               tooltip="The set's summary counts the pictures below this similarity (0.5: below it a "
+                                       "generated picture is a weak likeness with the real models; a rule of thumb, "
+                                       "for comparing)."),
             ],
             outputs=[
                 io.Float.Output("similarity", display_name="similarity", is_output_list=True,
@@ -87,15 +95,20 @@ class Likeness(io.ComfyNode):
                                          "those with a face."),
                 io.Image.Output("grid", display_name="grid",
                                 tooltip="The pictures side by side, each labelled with its label and similarity."),
+                io.Image.Output("chart", display_name="chart",
+                                tooltip="The similarity per picture (or frame) as a chart: the threshold dashed, the "
+                                        "worst picture in red, a picture without a face a grey cross."),
             ],
         )
 
     @classmethod
     def execute(cls, images, face_model, provider, face_choice, columns, identity=None, faces=None,
-                labels=None) -> io.NodeOutput:
+                labels=None, threshold=None) -> io.NodeOutput:
         face_model, provider = _one(face_model, "face_model"), _one(provider, "provider")
         face_choice, columns = _one(face_choice, "face_choice"), int(_one(columns, "columns") or 0)
         identity, faces = _one(identity, "identity"), _one(faces, "faces")
+        threshold = _one(threshold, "threshold")
+        threshold = LOW_LIKENESS if threshold is None else float(threshold)
         if face_choice not in FACE_CHOICES:
             raise HyperLoRAError(f"Unknown face_choice {face_choice!r}: use one of {', '.join(FACE_CHOICES)}.")
         if (identity is None) == (faces is None):
@@ -112,15 +125,19 @@ class Likeness(io.ComfyNode):
 
         analyzer = get_analyzer(face_model_folder_path(face_model), provider)
         scores = score_images(analyzer, pictures, target, FACE_CHOICES[face_choice], names)
-        text = summary(scores)
+        stats = summarise(scores, threshold)
+        text = summary(scores) + "\n" + stats.text()
         log.info("HyperLoRA likeness:\n%s", text)
         captions = [f"{s.label} \u00b7 " + ("no face" if s.missing else f"similarity {s.similarity:.2f}")
                     for s in scores]
         grid = uint8_to_image([labelled_grid(pictures, captions, columns, highlight=[s.missing for s in scores])])
+        chart = uint8_to_image([likeness_chart(scores, threshold=threshold)])
         similarities = [math.nan if s.missing else float(s.similarity) for s in scores]
-        # The summary and the grid on the node together (the grid saved in ComfyUI's temp folder).
-        shown = {**ui.PreviewText(text).as_dict(), **ui.PreviewImage(grid, cls=cls).as_dict()}
-        return io.NodeOutput(similarities, text, grid, ui=shown)
+        # The summary, the grid and the chart on the node together (the pictures saved in ComfyUI's temp folder).
+        shown = {**ui.PreviewText(text).as_dict(),
+                 "images": ui.PreviewImage(grid, cls=cls).as_dict()["images"]
+                 + ui.PreviewImage(chart, cls=cls).as_dict()["images"]}
+        return io.NodeOutput(similarities, text, grid, chart, ui=shown)
 
 
 class StrengthSweep(io.ComfyNode):

@@ -119,7 +119,7 @@ class SetCheck:
         for p in self.photos:
             rows.append((p.label, f"{p.face_px:.0f}", f"{p.det_score:.2f}",
                          "-" if p.sharpness is None else f"{p.sharpness:.0f}",
-                         f"{p.yaw:+.0f}", f"{p.pitch:+.0f}", f"{p.roll:+.0f}",
+                         f"{round(p.yaw):+d}", f"{round(p.pitch):+d}", f"{round(p.roll):+d}",
                          "-" if p.agreement is None else f"{p.agreement:.2f}", "yes" if p.flagged else ""))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
