@@ -10,6 +10,7 @@ import numpy as np
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.likeness.chart import likeness_chart
 from ..hyperlora_core.likeness.grid import labelled_grid
+from ..hyperlora_core.likeness.keep import MODES, keep_best
 from ..hyperlora_core.likeness.score import check_labels, reference_embedding, score_images, summary
 from ..hyperlora_core.likeness.stats import LOW_LIKENESS, summarise
 from . import CATEGORY
@@ -176,3 +177,62 @@ class StrengthSweep(io.ComfyNode):
         values = [float(start)] if count == 1 else np.linspace(float(start), float(end), count).tolist()
         values = [round(v, 6) for v in values]
         return io.NodeOutput(values, [f"strength {v:.2f}" for v in values])
+
+
+class KeepBest(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_KeepBest",
+            display_name="HyperLoRA Keep the Best",
+            category=CATEGORY,
+            description=(
+                "Keeps the pictures that look most like the person: connect the pictures and the 'similarity' "
+                "output of 'HyperLoRA Likeness' that measured them. Gives the top K (or every picture at or above "
+                "the threshold), best first, with their indices in the batch, so a workflow can generate many and "
+                "keep the best. A picture without a face is never kept; asking for more than the batch holds keeps "
+                "them all and says so on the node."
+            ),
+            is_input_list=True,  # the similarity list of Likeness arrives whole, not one run per value
+            inputs=[
+                io.Image.Input("images", tooltip="The pictures that Likeness measured (the same batch, in order)."),
+                io.Float.Input("similarity", force_input=True,
+                               tooltip="The 'similarity' output of 'HyperLoRA Likeness' for these pictures."),
+                io.Combo.Input("mode", options=list(MODES), default=MODES[0],
+                               tooltip="top K: the K best. above threshold: every picture scoring the threshold or "
+                                       "more."),
+                io.Int.Input("count", default=4, min=1, max=4096,
+                             tooltip="How many pictures to keep (top K)."),
+                io.Float.Input("threshold", default=LOW_LIKENESS, min=-1.0, max=1.0, step=0.01,
+                               tooltip="The least similarity kept (above threshold). 0.5 is a rule of thumb for "
+                                       "the real models; compare within a set."),
+            ],
+            outputs=[
+                io.Image.Output("kept", display_name="kept", tooltip="The pictures kept, best first."),
+                io.Int.Output("indices", display_name="indices", is_output_list=True,
+                              tooltip="The position of each kept picture in the batch (0 = first), best first."),
+                io.String.Output("summary", display_name="summary",
+                                 tooltip="What was kept, with the scores, and any note (pictures without a face, "
+                                         "a count larger than the batch)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, images, similarity, mode, count, threshold) -> io.NodeOutput:
+        import torch
+
+        mode, count, threshold = _one(mode, "mode"), _one(count, "count"), _one(threshold, "threshold")
+        if mode not in MODES:
+            raise HyperLoRAError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
+        batches = [b for b in (images if isinstance(images, list) else [images]) if b is not None]
+        if not batches:
+            raise HyperLoRAError("Keep the Best needs the pictures: connect 'images'.")
+        if len({tuple(b.shape[1:]) for b in batches}) > 1:
+            raise HyperLoRAError("The pictures to choose from have different sizes: give one batch of one size.")
+        pictures = torch.cat(batches) if len(batches) > 1 else batches[0]
+        scores = similarity if isinstance(similarity, list) else [similarity]
+        kept = keep_best(scores, count=int(count) if mode == MODES[0] else None,
+                         threshold=float(threshold) if mode == MODES[1] else None, pictures=int(pictures.shape[0]))
+        text = kept.text()
+        log.info("HyperLoRA keep the best:\n%s", text)
+        return io.NodeOutput(pictures[kept.indices], list(kept.indices), text, ui=ui.PreviewText(text))

@@ -71,7 +71,8 @@ class SetStats:
                 "no_face": [self.labels[i] for i in self.missing], "no_face_index": list(self.missing)}
 
 
-def _value(score: Any) -> float | None:
+def score_value(score: Any) -> float | None:
+    """The similarity of a score (a number or a Likeness); None for no face (None or NaN)."""
     value = getattr(score, "similarity", score)
     if value is None:
         return None
@@ -100,7 +101,7 @@ def summarise(scores: Sequence[Any], threshold: float = LOW_LIKENESS,
     labels = [str(label) for label in labels]
     if len(labels) != len(scores):
         raise InputError(f"{len(labels)} label(s) for {len(scores)} likeness score(s): give one per picture.")
-    values = [_value(s) for s in scores]
+    values = [score_value(s) for s in scores]
     stats = SetStats(count=len(values), labels=labels, threshold=threshold)
     stats.scored = [i for i, v in enumerate(values) if v is not None]
     stats.missing = [i for i, v in enumerate(values) if v is None]
