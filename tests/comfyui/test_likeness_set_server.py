@@ -32,6 +32,7 @@ def test_new_inputs_outputs_and_node_are_listed(object_info):
 def test_load_faces_shows_the_check_table_and_drop_reaches_the_identity(server):
     prompt = faces_and_identity()
     prompt["2"]["inputs"]["photo_check"] = "drop"
+    prompt["5"] = {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}}  # an output, so the nodes run
     entry = server.run(prompt)
     assert entry["status"]["status_str"] == "success", execution_error(entry)
     shown = entry["outputs"]["2"]
