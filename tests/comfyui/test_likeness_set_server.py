@@ -74,16 +74,21 @@ def test_keep_the_best_workflow_runs_and_keeps_the_persons_photo_first(server, o
     assert saved, "the kept pictures are saved"
 
 
-def test_keep_the_best_as_shipped_runs_to_the_end_and_names_pictures_without_a_face(server, object_info):
-    """The tiny SDXL draws no face: the graph runs through sampler and Likeness, and Keep the Best says why
-    it keeps nothing."""
+def test_keep_the_best_as_shipped_runs_to_the_end(server, object_info):
+    """The shipped graph through POST /prompt. What the tiny SDXL draws is noise in which the tiny face
+    models may or may not find a face: Keep the Best either keeps pictures or says that none has a face."""
     prompt = to_api(json.loads(KEEP_BEST.read_text()), object_info)
+    keep = next(k for k, v in prompt.items() if v["class_type"] == "HLS_KeepBest")
     sampler = next(k for k, v in prompt.items() if v["class_type"] == "EmptyLatentImage")
     prompt[sampler]["inputs"]["batch_size"] = 2
     entry = server.run(prompt)
     error = execution_error(entry)
-    assert error is not None and error["node_type"] == "HLS_KeepBest", error
-    assert "None of the 2 picture(s) has a face" in error["exception_message"]
+    if error is None:
+        assert entry["status"]["status_str"] == "success"
+        assert entry["outputs"][keep]["text"][0].startswith("kept ")
+    else:
+        assert error["node_type"] == "HLS_KeepBest", error
+        assert "None of the 2 picture(s) has a face" in error["exception_message"]
 
 
 def _input_type(info: dict, name: str):
@@ -107,17 +112,20 @@ def test_video_workflow_nodes_exist_and_every_link_fits(object_info):
 
 
 def test_video_workflow_is_refused_only_for_the_wan_model_files_it_lacks(server, object_info):
+    """POST /prompt validates every node: only the three Wan loaders' file names are refused (ComfyUI
+    queues the outputs that do not depend on them, the portrait, or refuses the whole prompt)."""
     prompt = to_api(json.loads(VIDEO.read_text()), object_info)
     body = json.dumps({"prompt": prompt, "client_id": str(uuid.uuid4())}).encode()
     request = urllib.request.Request(server.url + "/prompt", data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            accepted = json.loads(response.read())
-        raise AssertionError(f"the prompt was accepted although the Wan models are missing: {accepted}")
+            answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        refused = json.loads(exc.read())
-    errors = refused["node_errors"]
-    assert errors, refused
+        answer = json.loads(exc.read())
+    errors = answer["node_errors"]
+    assert {node["class_type"] for node in errors.values()} == WAN_FILES, answer
     for node_id, node in errors.items():
-        assert node["class_type"] in WAN_FILES, (node_id, node)
         assert all(e["type"] == "value_not_in_list" for e in node["errors"]), node
+    if "prompt_id" in answer:  # the portrait part was queued: let it finish before the next test
+        entry = server.wait(answer["prompt_id"])
+        assert entry["status"]["status_str"] == "success", execution_error(entry)
