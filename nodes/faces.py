@@ -43,6 +43,8 @@ class FaceBatch:
 
     results: list  # hyperlora_core.face.FaceResult, one per photo
     sources: list[str] = field(default_factory=list)
+    # The whole photos (uint8 RGB), parallel to results: what 'Refine HyperLoRA' trains on.
+    photos: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.results)
@@ -139,7 +141,7 @@ class LoadFaces(io.ComfyNode):
 
         analyzer = get_analyzer(face_model_folder_path(face_model), provider)
         bar = progress_bar(len(photos))
-        results, used, missing = [], [], []
+        results, used, kept, missing = [], [], [], []
         for i, photo in enumerate(photos):
             result = analyzer.analyze_photo(photo, i, FACE_CHOICES[face_choice], remove_background, greyscale)
             bar.update(1)
@@ -151,11 +153,12 @@ class LoadFaces(io.ComfyNode):
                 continue
             results.append(result)
             used.append(sources[i])
+            kept.append(photo)
         if not results:
             raise NoFaceError(no_face_message(", ".join(missing), None, analyzer))
         preview = uint8_to_image([np.asarray(r.preview) for r in results])
         log.info("HyperLoRA: found faces in %d photo(s)", len(results))
-        faces = FaceBatch(results=results, sources=used)
+        faces = FaceBatch(results=results, sources=used, photos=kept)
         return io.NodeOutput(faces, preview, ui=ui.PreviewImage(preview, cls=cls))
 
 
