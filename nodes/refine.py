@@ -67,13 +67,13 @@ def _encoders(model, vae, clip, resolution: int):
     latent_format = model.model.latent_format
 
     def encode_pixels(pixels: torch.Tensor) -> torch.Tensor:
-        return latent_format.process_in(vae.encode(pixels[..., :3]).float())
+        return latent_format.process_in(vae.encode(pixels[..., :3]).float()).clone()
 
     def encode_caption(caption: str):
         cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
         y = model.model.encode_adm(pooled_output=pooled, width=resolution, height=resolution, crop_w=0, crop_h=0,
                                    target_width=resolution, target_height=resolution)
-        return {"context": cond.detach().float().cpu(), "y": y.detach().float().cpu()}
+        return {"context": cond.detach().float().cpu().clone(), "y": y.detach().float().cpu().clone()}
 
     return encode_pixels, encode_caption
 
@@ -237,10 +237,14 @@ class RefineLoRA(io.ComfyNode):
                                captions_for(caption, len(faces.results)), resolution, seed=seed,
                                sources=list(faces.sources) or None)
         encode_pixels, encode_caption = _encoders(model, vae, clip, resolution)
-        encoded = prepare_views(views, encode_pixels, encode_caption, face_weight)
+        # ComfyUI runs nodes in inference mode; tensors made there cannot take part in a backward pass.
+        with torch.inference_mode(False):
+            encoded = prepare_views(views, encode_pixels, encode_caption, face_weight)
         mm.throw_exception_if_processing_interrupted()
 
         run = ComfyRefineRun(model, key_map)
+        log.info("HyperLoRA: refining the ID-LoRA (%d layers) for %d steps on %d views at %d px",
+                 len(shapes), settings.steps, len(encoded), resolution)
         bar = progress_bar(settings.steps)
         with torch.inference_mode(False):
             result = refine(lora, run.predict, encoded, run.alphas_cumprod, settings, run.attach,

@@ -114,7 +114,7 @@ def prepare_views(views: list[PhotoView], encode_pixels: Callable[[torch.Tensor]
     out = []
     for view in views:
         pixels = torch.from_numpy(np.ascontiguousarray(view.pixels))[None]
-        latents = encode_pixels(pixels)[0].detach().float().cpu()
+        latents = encode_pixels(pixels)[0].detach().float().cpu().clone()
         if view.caption not in conditions:
             conditions[view.caption] = encode_caption(view.caption)
         out.append(TrainingView(latents, loss_weights(view.mask, tuple(latents.shape[-2:]), face_weight),
