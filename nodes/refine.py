@@ -197,9 +197,9 @@ class RefineLoRA(io.ComfyNode):
                 io.Float.Input("face_weight", default=1.0, min=0.0, max=20.0, step=0.1,
                                tooltip="How much more the face counts in the loss than the rest of the picture: 0 "
                                        "treats every pixel alike; 1 makes face pixels count twice."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1,
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True,
                              tooltip="Seed of the augmentation, the noise and the extra rank: the same seed gives "
-                                     "the same LoRA."),
+                                     "the same LoRA (set 'control after generate' to fixed to keep it)."),
                 io.String.Input("caption", default="a photo of a person", multiline=True,
                                 tooltip="A short neutral caption, one line per photo (the last line repeats); the "
                                         "trigger words are put in front. Name what is not the person's identity "
