@@ -225,3 +225,31 @@ def test_the_loss_curve_is_a_picture():
     image = loss_curve_image([1.0, 0.8, 0.9, 0.5, 0.4])
     assert image.dtype == np.uint8 and image.shape == (256, 512, 3)
     assert loss_curve_image([]).shape == (256, 512, 3)
+
+
+def test_refine_on_an_sdxl_shaped_diffusers_unet_through_the_command_line_adapter():
+    """The path of the `refine` command: a Backbone's VAE, text encoders with SDXL's size conditioning,
+    and forward hooks on the 560 attention projections of a UNet with SDXL's block layout."""
+    pytest.importorskip("diffusers")
+    from tiny_refine import SDXLShapedBackbone
+
+    from hyperlora_core.refine import PhotoView, RefineSettings, prepare_views
+    from hyperlora_core.refine.backbone import backbone_parts
+    from hyperlora_core.refine.layers import attention_linears
+
+    backbone = SDXLShapedBackbone()
+    layers = attention_linears(backbone.unet)
+    assert len(layers) == 560
+    lora = random_id_lora(layers, rank=8)
+    parts = backbone_parts(backbone, resolution=32)
+    rng = np.random.default_rng(0)
+    views = [PhotoView(rng.random((32, 32, 3), dtype=np.float32), np.ones((32, 32), np.float32),
+                       "fcsks fxhks fhyks, a photo of a person", "p")]
+    encoded = prepare_views(views, parts.encode_pixels, parts.encode_caption, 1.0)
+    assert backbone.sizes_seen[0].tolist() == [[32, 32, 0, 0, 32, 32]]
+    result = refine(lora, parts.predict, encoded, parts.alphas_cumprod,
+                    RefineSettings(steps=2, learning_rate=1e-3, extra_rank=1, log_every=0), parts.attach)
+    assert set(result.lora) == set(lora) and all(np.isfinite(result.losses))
+    key = next(k for k in lora if k.endswith(".lora_up.weight"))
+    assert result.lora[key].shape[1] == 9
+    assert not any(m._forward_hooks for m in layers.values())

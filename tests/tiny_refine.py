@@ -51,3 +51,33 @@ class ToyRefineSetup:
         values = {"steps": 5, "learning_rate": 1e-3, "seed": 0, "log_every": 0}
         values.update(changes)
         return RefineSettings(**values)
+
+
+class SDXLShapedBackbone(ToyBackbone):
+    """The toy text encoder and 'VAE' around a diffusers UNet2DConditionModel with SDXL's block layout
+    (its 560 attention projections) at a fraction of the width, conditioned as SDXL is: context, pooled
+    text and the six size numbers."""
+
+    def __init__(self):
+        import diffusers
+
+        super().__init__(context_dim=64)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.unet = diffusers.UNet2DConditionModel(
+                sample_size=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                block_out_channels=(16, 32, 64), layers_per_block=2, transformer_layers_per_block=(1, 2, 10),
+                cross_attention_dim=64, attention_head_dim=(1, 2, 4), addition_embed_type="text_time",
+                addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 64, norm_num_groups=8,
+                use_linear_projection=True).requires_grad_(False).eval()
+        self.sizes_seen: list[torch.Tensor] = []
+
+    def encode_prompts(self, captions, sizes):
+        condition = super().encode_prompts(captions, sizes)
+        self.sizes_seen.append(sizes)
+        return {"context": condition["context"], "added": {"text_embeds": condition["pooled"], "time_ids": sizes}}
+
+    def predict(self, noisy, timesteps, condition):
+        return self.unet(noisy, timesteps, encoder_hidden_states=condition["context"],
+                         added_cond_kwargs=condition["added"]).sample
