@@ -44,7 +44,7 @@ def toy_backbone(monkeypatch):
 def _args(setup, out, *extra):
     return ["refine", "--lora", setup["lora"], "--photos", setup["photos"], "--checkpoint", setup["checkpoint"],
             "--face-models", setup["faces"], "--provider", "CPU", "--resolution", 32, "--steps", 4, "--lr", 1e-3,
-            "--device", "cpu", "--log-every", 2, "--out", out, *extra]
+            "--device", "cpu", "--log-every", 2, "--validate", 0, "--out", out, *extra]
 
 
 def test_refine_writes_a_lora_with_the_input_keys_and_prints_the_loss(setup, toy_backbone, capsys, tmp_path):
@@ -96,3 +96,25 @@ def test_a_photo_without_a_face_is_named(setup, toy_backbone, capsys, tmp_path):
     code, _, err = run(capsys, *args)
     assert code == 1 and "No face was found in" in one_line_error(err) and "blank.png" in err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_likeness_before_and_after_is_printed_for_fixed_prompts(setup, toy_backbone, capsys, tmp_path, monkeypatch):
+    rendered = []
+
+    def render(backbone, lora, prompts, resolution, steps):
+        rendered.append((dict(lora), list(prompts)))
+        return [np.asarray(Image.open(setup["photos"] / "p0.png").convert("RGB"))] * len(prompts)
+
+    monkeypatch.setattr(refine_command, "render_pictures", render)
+    out = tmp_path / "validated.safetensors"
+    args = _args(setup, out)
+    args[args.index("--validate") + 1] = 2
+    code, stdout, err = run(capsys, *args)
+    assert code == 0, err
+    assert "Likeness to the photos (ArcFace), generated -> refined, 2 picture(s):" in stdout
+    assert "seed 1000: portrait photo of a person" in stdout and "mean: " in stdout
+    (before, prompts_before), (after, prompts_after) = rendered
+    assert prompts_before == prompts_after and prompts_before[0][0].startswith("fcsks fxhks fhyks, ")
+    given = load_file(str(setup["lora"]))
+    assert all(torch.equal(before[k], given[k]) for k in given)
+    assert any(not torch.equal(after[k], given[k]) for k in given)

@@ -50,6 +50,10 @@ def add_parser(sub) -> None:
                    help="the insightface antelopev2 folder to use instead of the one in --models-dir")
     p.add_argument("--provider", default="auto", help="ONNX Runtime provider for face analysis (default auto)")
     p.add_argument("--log-every", type=int, default=10, help="print the loss every N steps (default 10)")
+    p.add_argument("--validate", type=int, default=2, metavar="N",
+                   help="render N pictures with fixed prompts and seeds before and after refining and print the "
+                        "ArcFace likeness of each to the photos (default 2; 0: off)")
+    p.add_argument("--validate-steps", type=int, default=20, help="sampling steps of those pictures (default 20)")
     add_common(p)
     p.set_defaults(run=_run_refine)
 
@@ -75,7 +79,15 @@ def load_backbone(checkpoint: Path, config: str | None):
     return SDXLBackbone.load(checkpoint, config)
 
 
+def render_pictures(backbone, lora, prompts, resolution: int, steps: int) -> list:
+    """The validation pictures of one LoRA (the tests put a stand-in here)."""
+    from ..refine.backbone import render_with_lora
+
+    return render_with_lora(backbone, lora, prompts, resolution, steps)
+
+
 def _run_refine(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -148,6 +160,16 @@ def _run_refine(args: argparse.Namespace) -> int:
     first, last = result.losses[0], result.losses[-1]
     out(f"Wrote {out_file} ({result.steps} steps in {result.seconds:.0f} s, {result.steps_per_second:.2f} steps/s; "
         f"loss {first:.4f} -> {last:.4f}).")
+    if args.validate > 0:
+        from ..refine.validate import compare_likeness
+
+        out(f"Likeness to the photos (ArcFace), generated -> refined, {args.validate} picture(s):")
+        reference = np.stack([r.arcface_embedding for r in faces])
+        comparison = compare_likeness(
+            lambda tensors, prompts: render_pictures(backbone, tensors, prompts, args.resolution, args.validate_steps),
+            lora, result.lora, analyzer, reference, args.validate)
+        for line in comparison.lines():
+            out(line)
     out("Use it as the generated LoRA: same trigger words, strength 0.75-0.9.")
     return EXIT_OK
 

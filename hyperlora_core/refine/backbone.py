@@ -45,3 +45,28 @@ def backbone_parts(backbone: Backbone, resolution: int) -> BackboneParts:
                           f"{backbone.prediction_type}.")
     return BackboneParts(encode_pixels, encode_caption, predict, hooks_on(attention_linears(backbone.unet)),
                          backbone.alphas_cumprod)
+
+
+def render_with_lora(backbone: Backbone, lora: dict[str, torch.Tensor], prompts: list[tuple[str, int]],
+                     resolution: int, steps: int = 20) -> list:
+    """Pictures (uint8 RGB) of ``prompts`` ((text, seed) pairs) by the backbone's diffusers pipeline with
+    ``lora`` on its attention layers (Euler, CFG 5; the pipeline's own scheduler is left as it was)."""
+    import numpy as np
+
+    from ..train.backbone import _diffusers
+
+    pipe = backbone.pipe
+    scheduler = pipe.scheduler
+    pipe.scheduler = _diffusers().EulerDiscreteScheduler.from_config(scheduler.config)
+    attach = hooks_on(attention_linears(backbone.unet))
+    pictures = []
+    try:
+        with torch.no_grad(), attach(RefinableLoRA(lora, device=backbone.device)):
+            for prompt, seed in prompts:
+                generator = torch.Generator(device=backbone.device).manual_seed(seed)
+                image = pipe(prompt=prompt, num_inference_steps=steps, guidance_scale=5.0, height=resolution,
+                             width=resolution, generator=generator, output_type="np").images[0]
+                pictures.append((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+    finally:
+        pipe.scheduler = scheduler
+    return pictures
