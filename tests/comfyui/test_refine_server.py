@@ -104,3 +104,17 @@ def test_cancel_mid_run_leaves_no_output(server):
     assert "execution_interrupted" in kinds, json.dumps(entry["status"])[:2000]
     assert "11" not in entry["outputs"] and "12" not in entry["outputs"]
     assert not list((server.base / "output" / "loras").glob("cancelled*"))
+
+
+def test_an_sd15_model_is_refused_by_name_and_nothing_is_output(server):
+    prompt = lora_chain()
+    prompt.update({
+        "20": {"class_type": "HLSTest_TinySD15", "inputs": {"seed": 0}},
+        "11": {**_refine(steps=3), "inputs": {**_refine(steps=3)["inputs"], "model": ["20", 0]}},
+        "12": {"class_type": "HLS_SaveLoRA", "inputs": {"lora": ["11", 0], "filename_prefix": "loras/sd15"}},
+    })
+    entry = server.run(prompt)
+    error = execution_error(entry)
+    assert error and error["node_id"] == "11", error
+    assert "makes LoRAs for SDXL UNets" in error["exception_message"], error["exception_message"]
+    assert not list((server.base / "output" / "loras").glob("sd15*"))
