@@ -45,6 +45,8 @@ class FaceBatch:
     sources: list[str] = field(default_factory=list)
     # The whole photos (uint8 RGB), parallel to results: what 'Refine HyperLoRA' trains on.
     photos: list = field(default_factory=list)
+    # The FaceAnalyzer that found them: 'Refine HyperLoRA' scores its validation pictures with it.
+    analyzer: object = None
 
     def __len__(self) -> int:
         return len(self.results)
@@ -158,7 +160,7 @@ class LoadFaces(io.ComfyNode):
             raise NoFaceError(no_face_message(", ".join(missing), None, analyzer))
         preview = uint8_to_image([np.asarray(r.preview) for r in results])
         log.info("HyperLoRA: found faces in %d photo(s)", len(results))
-        faces = FaceBatch(results=results, sources=used, photos=kept)
+        faces = FaceBatch(results=results, sources=used, photos=kept, analyzer=analyzer)
         return io.NodeOutput(faces, preview, ui=ui.PreviewImage(preview, cls=cls))
 
 

@@ -28,7 +28,7 @@ from .comfy_v3 import io, ui
 from .faces import FaceBatch, Faces
 from .images import uint8_to_image
 from .inputs import require_input, require_lora, require_model
-from .lora import GeneratedLoRA, check_layers_land, check_sdxl, describe_model
+from .lora import GeneratedLoRA, add_lora_patches, check_layers_land, check_sdxl, describe_model
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,42 @@ class ComfyRefineRun:
         self.mm.soft_empty_cache()
 
 
+LIKENESS_STRENGTH = 0.85
+LIKENESS_NEGATIVE = "blurry, lowres, deformed, cartoon, watermark, text"
+
+
+def _likeness_notes(before, after, model, vae, clip, faces: FaceBatch, count: int, resolution: int) -> list[str]:
+    """The likeness of fixed-prompt pictures with the generated and with the refined LoRA, as text lines."""
+    import numpy as np
+
+    from ..hyperlora_core.refine.validate import compare_likeness
+
+    if faces.analyzer is None:
+        return ["likeness: not measured (these faces carry no face analyzer; run 'Load Faces' again)"]
+    sampler = comfy_module("nodes").common_ksampler
+    negative = clip.encode_from_tokens_scheduled(clip.tokenize(LIKENESS_NEGATIVE))
+    side = resolution // 8
+
+    def render(lora, prompts):
+        patched = model.clone()
+        add_lora_patches(patched, lora, LIKENESS_STRENGTH, "ID-LoRA")
+        pictures = []
+        for prompt, seed in prompts:
+            comfy_module("comfy.model_management").throw_exception_if_processing_interrupted()
+            positive = clip.encode_from_tokens_scheduled(clip.tokenize(prompt))
+            latent = {"samples": torch.zeros(1, 4, side, side)}
+            samples = sampler(patched, seed, 20, 5.0, "euler", "normal", positive, negative, latent)[0]["samples"]
+            image = vae.decode(samples)[0, ..., :3].float().clamp(0, 1)
+            pictures.append((image.cpu().numpy() * 255).round().astype(np.uint8))
+        return pictures
+
+    reference = np.stack([r.arcface_embedding for r in faces.results])
+    comparison = compare_likeness(render, before, after, faces.analyzer, reference, count)
+    lines = ["likeness to the photos (ArcFace), generated -> refined:"] + [line.strip() for line in comparison.lines()]
+    log.info("HyperLoRA: %s", "; ".join(lines))
+    return lines
+
+
 class RefineLoRA(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -207,6 +243,10 @@ class RefineLoRA(io.ComfyNode):
                 io.Int.Input("resolution", default=1024, min=256, max=2048, step=64,
                              tooltip="Side of the square training views. 1024 is SDXL's own; 768 or 512 uses far "
                                      "less memory and time."),
+                io.Int.Input("likeness_pictures", default=0, min=0, max=8, optional=True,
+                             tooltip="Render this many pictures with fixed prompts and seeds (20 Euler steps, at "
+                                     "the resolution above) with the generated and with the refined LoRA, and show "
+                                     "the ArcFace likeness of each to the photos under the loss curve. 0: off."),
             ],
             outputs=[
                 io.LoraModel.Output("refined_lora", display_name="refined_lora",
@@ -218,8 +258,12 @@ class RefineLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, lora, model, vae, clip, faces, steps: int, learning_rate: float, extra_rank: int,
-                face_weight: float, seed: int, caption: str, resolution: int) -> io.NodeOutput:
+                face_weight: float, seed: int, caption: str, resolution: int,
+                likeness_pictures: int = 0) -> io.NodeOutput:
         settings = _require_settings(steps, learning_rate, extra_rank, face_weight, seed, resolution)
+        if isinstance(likeness_pictures, bool) or not isinstance(likeness_pictures, int) \
+                or not 0 <= likeness_pictures <= 8:
+            raise RefineError(f"likeness_pictures must be a whole number from 0 to 8, not {likeness_pictures!r}.")
         require_lora(lora)
         require_model(model)
         require_input(vae, "vae", "a VAE", "the VAE output of 'Load Checkpoint'", accept=lambda v: hasattr(v, "encode"))
@@ -254,5 +298,8 @@ class RefineLoRA(io.ComfyNode):
                  result.steps, len(encoded), result.steps_per_second, result.losses[0], result.losses[-1])
         refined = GeneratedLoRA(result.lora, kind="id", source=getattr(lora, "source", "") or "refined",
                                 num_photos=len(faces.results))
-        curve = uint8_to_image([loss_curve_image(result.losses)])
+        notes = []
+        if likeness_pictures:
+            notes = _likeness_notes(lora, refined, model, vae, clip, faces, likeness_pictures, resolution)
+        curve = uint8_to_image([loss_curve_image(result.losses, notes=notes)])
         return io.NodeOutput(refined, curve, ui=ui.PreviewImage(curve, cls=cls))

@@ -53,6 +53,7 @@ def _run(pack, fake_comfy, **changes):
     ({"extra_rank": 65}, "extra_rank must be a whole number from 0 to 64"),
     ({"face_weight": -1.0}, "face_weight must be from 0"),
     ({"resolution": 1000}, "resolution must be a multiple of 64"),
+    ({"likeness_pictures": 9}, "likeness_pictures must be a whole number from 0 to 8"),
     ({"lora": None}, "The input 'lora' needs a LORA_MODEL"),
     ({"model": None}, "The input 'model' needs a MODEL"),
     ({"vae": None}, "The input 'vae' needs a VAE"),

@@ -8,9 +8,14 @@ from PIL import Image, ImageDraw
 WIDTH, HEIGHT, MARGIN = 512, 256, 28
 
 
-def loss_curve_image(losses: list[float], title: str = "refine loss") -> np.ndarray:
-    """uint8 RGB (HEIGHT, WIDTH, 3): the loss of each step (grey) and its running mean (blue)."""
-    image = Image.new("RGB", (WIDTH, HEIGHT), (250, 250, 250))
+LINE = 14
+
+
+def loss_curve_image(losses: list[float], title: str = "refine loss", notes: list[str] | None = None) -> np.ndarray:
+    """uint8 RGB (HEIGHT + a line per note, WIDTH, 3): the loss of each step (grey), its running mean
+    (blue), and ``notes`` (e.g. the likeness before and after) as text lines below."""
+    notes = notes or []
+    image = Image.new("RGB", (WIDTH, HEIGHT + LINE * len(notes) + (6 if notes else 0)), (250, 250, 250))
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = MARGIN + 16, MARGIN, WIDTH - 12, HEIGHT - MARGIN
     draw.rectangle((left, top, right, bottom), outline=(160, 160, 160))
@@ -35,4 +40,6 @@ def loss_curve_image(losses: list[float], title: str = "refine loss") -> np.ndar
         title = f"{title}: {len(values)} steps, {values[: window].mean():.4f} -> {values[-window:].mean():.4f}"
     draw.text((left, 8), title, fill=(20, 20, 20))
     draw.text((left, bottom + 8), "step", fill=(60, 60, 60))
+    for n, note in enumerate(notes):
+        draw.text((8, HEIGHT + 2 + n * LINE), note, fill=(20, 20, 20))
     return np.asarray(image)

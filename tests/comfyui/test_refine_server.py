@@ -38,7 +38,7 @@ def test_refine_runs_and_its_lora_applies_with_the_stock_loader(server):
 
     prompt = lora_chain()
     prompt.update({
-        "11": _refine(steps=3),
+        "11": {**_refine(steps=3), "inputs": {**_refine(steps=3)["inputs"], "likeness_pictures": 1}},
         "12": {"class_type": "HLS_SaveLoRA", "inputs": {"lora": ["11", 0], "filename_prefix": "loras/refined"}},
         "13": {"class_type": "HLS_SaveLoRA", "inputs": {"lora": ["6", 0], "filename_prefix": "loras/generated"}},
         "14": {"class_type": "HLS_ApplyLoRA", "inputs": {"model": ["10", 0], "lora": ["11", 0], "strength": 0.85}},
@@ -63,6 +63,10 @@ def test_refine_runs_and_its_lora_applies_with_the_stock_loader(server):
             changed += not torch.equal(refined[key][: tensor.shape[0]], tensor)
     assert changed > 0
     assert "refining the ID-LoRA" in server.log
+    # the likeness before and after, of one fixed-prompt picture each (the tiny face models find no face in
+    # the tiny UNet's pictures: reported as such, not as 0)
+    assert "likeness to the photos (ArcFace), generated -> refined:" in server.log
+    assert "seed 1000: portrait photo of a person" in server.log
 
     file_prompt = {
         "10": {"class_type": "HLSTest_TinySDXL", "inputs": {"seed": 0}},
