@@ -16,10 +16,11 @@ from .likeness import KeepBest, Likeness, StrengthSweep
 from .loaders import LoadHyperLoRA
 from .lora import ApplyLoRA, GenerateLoRA, SaveLoRA
 from .prompt import TriggerPrompt
+from .refine import RefineLoRA
 from .several_people import RegionLayout, SeveralPeople
 
 NODES: list[type[io.ComfyNode]] = [
-    LoadHyperLoRA, LoadFaces, IDEmbedding, GenerateLoRA, ApplyLoRA, SaveLoRA, TriggerPrompt,
+    LoadHyperLoRA, LoadFaces, IDEmbedding, GenerateLoRA, ApplyLoRA, SaveLoRA, RefineLoRA, TriggerPrompt,
     BlendIdentities, SaveIdentity, LoadIdentity, FaceCrop, FacePaste, Likeness, KeepBest, StrengthSweep,
     LoRAHooks, RegionLayout, SeveralPeople,
 ]

@@ -47,6 +47,10 @@ class FaceBatch:
     sources: list[str] = field(default_factory=list)
     weights: list[float] | None = None  # how much each photo counts (the photo check's down-weighting); None: equal
     check: object | None = None  # hyperlora_core.face.check.SetCheck of the photos, when they were checked
+    # The whole photos (uint8 RGB), parallel to results: what 'Refine HyperLoRA' trains on.
+    photos: list = field(default_factory=list)
+    # The FaceAnalyzer that found them: 'Refine HyperLoRA' scores its validation pictures with it.
+    analyzer: object = None
 
     def __len__(self) -> int:
         return len(self.results)
@@ -154,7 +158,7 @@ class LoadFaces(io.ComfyNode):
 
         analyzer = get_analyzer(face_model_folder_path(face_model), provider)
         bar = progress_bar(len(photos))
-        results, used, missing = [], [], []
+        results, used, kept, missing = [], [], [], []
         for i, photo in enumerate(photos):
             result = analyzer.analyze_photo(photo, i, FACE_CHOICES[face_choice], remove_background, greyscale)
             bar.update(1)
@@ -166,6 +170,7 @@ class LoadFaces(io.ComfyNode):
                 continue
             results.append(result)
             used.append(sources[i])
+            kept.append(photo)
         if not results:
             raise NoFaceError(no_face_message(", ".join(missing), None, analyzer))
         preview = uint8_to_image([np.asarray(r.preview) for r in results])  # every face found, flagged or not
@@ -176,7 +181,8 @@ class LoadFaces(io.ComfyNode):
             text += "\nno face found (left out): " + ", ".join(missing)
         log.info("HyperLoRA photo check:\n%s", text)
         faces = FaceBatch(results=[results[i] for i in checked.kept], sources=[used[i] for i in checked.kept],
-                          weights=list(checked.weights), check=checked)
+                          weights=list(checked.weights), check=checked, photos=[kept[i] for i in checked.kept],
+                          analyzer=analyzer)
         shown = {**ui.PreviewText(text).as_dict(), **ui.PreviewImage(preview, cls=cls).as_dict()}
         return io.NodeOutput(faces, preview, ui=shown)
 

@@ -25,7 +25,7 @@ REFERENCE_IDS = {
     "HyperLoRAUniLoader", "HyperLoRAUniGenerateIDLoRA",
 }
 CORE_TYPES = {"IMAGE", "MODEL", "CLIP", "CLIP_VISION", "CONDITIONING", "STRING", "LORA_MODEL", "INT", "FLOAT",
-              "BOOLEAN", "HOOKS", "MASK", "LATENT"}
+              "BOOLEAN", "HOOKS", "MASK", "LATENT", "VAE"}
 
 
 @pytest.fixture(scope="module")

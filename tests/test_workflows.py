@@ -20,7 +20,8 @@ WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 # files of that time, which must stay valid for the nodes as they are now.
 V1_SAVED = sorted((ROOT / "tests" / "workflows_v1").glob("*.json"))
 # Workflows made after the move to the V3 schema (with nodes that never had a V1 version): no V1-saved copy.
-AFTER_V3 = {"HyperLoRA - generate N, keep the best", "HyperLoRA - first frame for a video"}
+AFTER_V3 = {"HyperLoRA - generate N, keep the best", "HyperLoRA - first frame for a video",
+            "HyperLoRA - refine the LoRA on your photos"}
 GRAPHS = WORKFLOWS + V1_SAVED
 
 
@@ -66,6 +67,7 @@ CORE = {
         "outputs": ["CONDITIONING", "CONDITIONING"]},
 }
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+CONTROL_CHOICES = ["fixed", "increment", "decrement", "randomize"]
 # Combos whose choices come from the user's model folders: any file name is fine in a shared workflow.
 FOLDER_COMBOS = {("HLS_LoadHyperLoRA", "hyperlora_name"), ("HLS_LoadFaces", "face_model"),
                  ("HLS_LoadIdentity", "identity_name"), ("HLS_Likeness", "face_model"),
@@ -83,6 +85,8 @@ def our_layout(cls) -> dict:
             if (kind == "COMBO" or kind in WIDGET_KINDS) and not forced:
                 widgets.append((name, value))
                 optional += section == "optional"
+                if len(value) > 1 and value[1].get("control_after_generate"):  # the editor's extra widget
+                    widgets.append(("control_after_generate", ("COMBO", {"options": CONTROL_CHOICES})))
             else:
                 sockets[name] = kind
     return {"widgets": widgets, "inputs": sockets, "outputs": list(cls.RETURN_TYPES), "optional_widgets": optional}
@@ -121,6 +125,7 @@ def test_there_are_the_promised_workflows():
         "HyperLoRA - face detailer", "HyperLoRA - two people side by side",
         "HyperLoRA - identity after the composition", "HyperLoRA - generate N, keep the best",
         "HyperLoRA - first frame for a video",
+        "HyperLoRA - refine the LoRA on your photos",
     }
 
 

@@ -56,7 +56,7 @@ SUBSTITUTE = {"CheckpointLoaderSimple": ("HLSTest_TinySDXL", {"seed": 0}),
               "CLIPVisionLoader": ("HLSTest_TinyCLIPVision", {"seed": 0})}
 # Smaller and quicker settings for the CPU: (node type, input) -> value.
 OVERRIDE = {("EmptyLatentImage", "width"): 128, ("EmptyLatentImage", "height"): 128,
-            ("KSampler", "steps"): 2}
+            ("KSampler", "steps"): 2, ("HLS_RefineLoRA", "steps"): 2, ("HLS_RefineLoRA", "resolution"): 256}
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 
 
