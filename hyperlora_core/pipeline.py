@@ -12,6 +12,8 @@ Steps, each a public function for callers that hold some of the parts already:
   face models alone, which ``score`` uses);
 * :func:`analyze_photos`: the chosen face of each photo (every error names the photo's file);
   :func:`faces_of_photos` also returns the photos left out and why;
+* :func:`check_photos`: the photo check (:mod:`hyperlora_core.face.check`), keeping, dropping or
+  down-weighting flagged photos;
 * :func:`identity_from_photos`: faces -> ArcFace + CLIP features (:meth:`IdentityFeatures.from_faces`);
   :func:`identity_from_faces` does the CLIP half with an encoder loaded before (:func:`load_clip`);
 * :func:`lora_from_identity`: features -> the ID-LoRA's tensors (with a network from :func:`load_network`).
@@ -38,6 +40,7 @@ from .errors import HyperLoRAError, InputError, NoFaceError
 if TYPE_CHECKING:  # torch and the face pipeline load only when a function runs
     import torch
 
+    from .face.check import SetCheck
     from .features.identity import IdentityFeatures
 
 log = logging.getLogger(__name__)
@@ -244,37 +247,62 @@ def analyze_photos(analyzer: Any, photos: Sequence[Path], choice: str | int = "l
     return found.faces
 
 
-def identity_from_faces(found: PhotoFaces, encoder: Any, *, with_base: bool = False) -> "IdentityFeatures":
+def identity_from_faces(found: PhotoFaces, encoder: Any, *, with_base: bool = False,
+                        weights: Sequence[float] | None = None) -> "IdentityFeatures":
     """Faces -> the person's features: CLIP ViT-L/14 tokens of the face crops (and of the Base-LoRA
     crops with ``with_base``) with ``encoder`` (a loaded :class:`ClipVisionEncoder`), then
-    :meth:`IdentityFeatures.from_faces`."""
+    :meth:`IdentityFeatures.from_faces` (``weights``: one per face, from the photo check)."""
     from .features.identity import IdentityFeatures
 
     results = found.faces
     tokens = encoder.encode_crops([r.clip_crop for r in results])
     base = encoder.encode_crops([r.base_crop for r in results]) if with_base else None
-    return IdentityFeatures.from_faces(results, tokens, base, sources=[found.photos[r.index].name for r in results])
+    return IdentityFeatures.from_faces(results, tokens, base, sources=[found.photos[r.index].name for r in results],
+                                       weights=weights)
+
+
+def check_photos(results: list, names: Sequence[str], action: str = "keep", *,
+                 report: Report = log.info) -> tuple[list, list[float], "SetCheck"]:
+    """The photo check of the faces found (``names``: one per face): its table is reported, and the
+    faces that go on come back with their weights (``action``: keep, drop or downweight)."""
+    from .face.check import apply_check, check_faces
+
+    checked = apply_check(check_faces(results, labels=names), action)
+    report("Photo check:")
+    for line in checked.table().splitlines():
+        report(f"  {line}")
+    return [results[i] for i in checked.kept], list(checked.weights), checked
 
 
 def identity_from_photos(photos: Sequence[str | os.PathLike], models: ModelPaths, *, choice: str | int = "largest",
                          skip_no_face: bool = False, remove_background: bool = True, grey: bool = False,
                          provider: str = "auto", device: "torch.device | str" = "cpu",
                          clip_dtype: "torch.dtype | None" = None, with_base: bool = False,
+                         photo_check: str = "keep", on_check: "Callable[[SetCheck], None] | None" = None,
                          report: Report = log.info) -> "IdentityFeatures":
-    """Photos -> the person's features: faces, then CLIP ViT-L/14 tokens of the face crops (and of the
-    Base-LoRA crops with ``with_base``), then :meth:`IdentityFeatures.from_faces`."""
+    """Photos -> the person's features: faces, the photo check (``photo_check``: keep, drop or
+    downweight the flagged photos; ``on_check`` is given the :class:`SetCheck`), then CLIP ViT-L/14
+    tokens of the face crops (and of the Base-LoRA crops with ``with_base``), then
+    :meth:`IdentityFeatures.from_faces`."""
     from .face import FaceAnalyzer, check_choice
+    from .face.check import ACTIONS
 
     photos = [Path(p) for p in photos]
     choice = check_choice(choice)
+    if photo_check not in ACTIONS:
+        raise InputError(f"photo check {photo_check!r} is not one of {', '.join(ACTIONS)}")
     report(f"Finding faces in {len(photos)} photo(s) with {models.faces} ...")
     analyzer = FaceAnalyzer(models.faces, provider=provider)
     results = analyze_photos(analyzer, photos, choice, skip_no_face=skip_no_face,
                              remove_background=remove_background, grey=grey, report=report)
+    results, weights, checked = check_photos(results, [photos[r.index].name for r in results], photo_check,
+                                             report=report)
+    if on_check is not None:
+        on_check(checked)
 
     report(f"Encoding {len(results)} face crop(s) with CLIP ViT-L/14 from {models.clip} ...")
     encoder = load_clip(models, device=device, clip_dtype=clip_dtype)
-    identity = identity_from_faces(PhotoFaces(photos, results, []), encoder, with_base=with_base)
+    identity = identity_from_faces(PhotoFaces(photos, results, []), encoder, with_base=with_base, weights=weights)
     del encoder
     return identity
 
@@ -314,12 +342,12 @@ def photos_to_lora(photos: Sequence[str | os.PathLike], models_dir: str | os.Pat
                    clip: str | os.PathLike | None = None, face_models: str | os.PathLike | None = None,
                    device: str = "auto", dtype: str = "auto", provider: str = "auto", choice: str | int = "largest",
                    skip_no_face: bool = False, remove_background: bool = True, grey: bool = False,
-                   report: Report = log.info) -> MadeLoRA:
+                   photo_check: str = "keep", report: Report = log.info) -> MadeLoRA:
     """Photos of one person -> their ID-LoRA, as ``python -m hyperlora_core generate`` makes it.
 
     Models are found as :func:`find_models` finds them; ``device``/``dtype`` as :func:`pick_device`
     picks them; ``choice`` is the face used in a photo with several (largest, most_confident or an
-    index from the left)."""
+    index from the left); ``photo_check`` what is done with flagged photos (keep, drop, downweight)."""
     from .face import check_choice
 
     check_choice(choice)  # a bad choice fails before any model loads
@@ -327,5 +355,5 @@ def photos_to_lora(photos: Sequence[str | os.PathLike], models_dir: str | os.Pat
     where, weights, clip_dtype = pick_device(device, dtype)
     identity = identity_from_photos(photos, models, choice=choice, skip_no_face=skip_no_face,
                                     remove_background=remove_background, grey=grey, provider=provider,
-                                    device=where, clip_dtype=clip_dtype, report=report)
+                                    device=where, clip_dtype=clip_dtype, photo_check=photo_check, report=report)
     return lora_from_identity(identity, models.hyperlora, device=where, dtype=weights, report=report)

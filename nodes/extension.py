@@ -12,15 +12,16 @@ from .face_swap import FaceCrop, FacePaste
 from .faces import LoadFaces
 from .hooks import LoRAHooks
 from .identity import BlendIdentities, IDEmbedding, LoadIdentity, SaveIdentity
-from .likeness import Likeness, StrengthSweep
+from .likeness import KeepBest, Likeness, StrengthSweep
 from .loaders import LoadHyperLoRA
 from .lora import ApplyLoRA, GenerateLoRA, SaveLoRA
 from .prompt import TriggerPrompt
+from .refine import RefineLoRA
 from .several_people import RegionLayout, SeveralPeople
 
 NODES: list[type[io.ComfyNode]] = [
-    LoadHyperLoRA, LoadFaces, IDEmbedding, GenerateLoRA, ApplyLoRA, SaveLoRA, TriggerPrompt,
-    BlendIdentities, SaveIdentity, LoadIdentity, FaceCrop, FacePaste, Likeness, StrengthSweep,
+    LoadHyperLoRA, LoadFaces, IDEmbedding, GenerateLoRA, ApplyLoRA, SaveLoRA, RefineLoRA, TriggerPrompt,
+    BlendIdentities, SaveIdentity, LoadIdentity, FaceCrop, FacePaste, Likeness, KeepBest, StrengthSweep,
     LoRAHooks, RegionLayout, SeveralPeople,
 ]
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..hyperlora_core.face.check import ACTIONS, DOWNWEIGHT, apply_check, check_faces
 from ..hyperlora_core.face.models import PROVIDER_CHOICES
 from ..hyperlora_core.errors import FaceModelError, HyperLoRAError, NoFaceError
 from . import CATEGORY
@@ -26,6 +27,7 @@ PROVIDERS = list(PROVIDER_CHOICES)
 FACE_CHOICES = {"largest": "largest", "most confident": "most_confident", "leftmost": 0,
                 "second from left": 1, "third from left": 2}
 IF_NO_FACE = ["error", "skip photo"]
+PHOTO_CHECK = list(ACTIONS)  # keep (flags only), drop, downweight
 INSIGHTFACE_INSTALL = (
     "The 'Load Faces' node needs the Python packages insightface and onnxruntime: install them into "
     "ComfyUI's Python with `python -m pip install insightface onnxruntime` (use onnxruntime-gpu for CUDA; "
@@ -43,6 +45,12 @@ class FaceBatch:
 
     results: list  # hyperlora_core.face.FaceResult, one per photo
     sources: list[str] = field(default_factory=list)
+    weights: list[float] | None = None  # how much each photo counts (the photo check's down-weighting); None: equal
+    check: object | None = None  # hyperlora_core.face.check.SetCheck of the photos, when they were checked
+    # The whole photos (uint8 RGB), parallel to results: what 'Refine HyperLoRA' trains on.
+    photos: list = field(default_factory=list)
+    # The FaceAnalyzer that found them: 'Refine HyperLoRA' scores its validation pictures with it.
+    analyzer: object = None
 
     def __len__(self) -> int:
         return len(self.results)
@@ -80,7 +88,9 @@ class LoadFaces(io.ComfyNode):
                 "Feed several photos of the same person for a steadier likeness (their features are averaged). "
                 f"Needs the Python packages insightface and onnxruntime. {ANTELOPEV2_HELP} "
                 "A photo without a detectable face stops the run with a message naming the photo. The preview of "
-                "each face found shows on the node itself, and the preview output gives the same images."
+                "each face found shows on the node itself, and the preview output gives the same images. Each "
+                "photo is checked (face size, sharpness, head pose, likeness to the other photos): the table and "
+                "the reasons for any flag show on the node, and photo_check can drop or down-weight flagged photos."
             ),
             inputs=[
                 io.Image.Input("images", tooltip="Photos of one person, one face each (a batch is several photos). "
@@ -105,6 +115,12 @@ class LoadFaces(io.ComfyNode):
                 io.Image.Input("images_2", optional=True, tooltip=photo_tip),
                 io.Image.Input("images_3", optional=True, tooltip=photo_tip),
                 io.Image.Input("images_4", optional=True, tooltip=photo_tip),
+                io.Combo.Input("photo_check", options=PHOTO_CHECK, default="keep", optional=True,
+                               tooltip="Each photo is checked (face size, detection score, sharpness, head pose, and "
+                                       "whether it looks like the other photos) and the table shows on the node. "
+                                       "keep: flags only. drop: leave the flagged photos out. downweight: flagged "
+                                       f"photos count {DOWNWEIGHT} against 1. A set where every photo is flagged "
+                                       "is kept whole."),
             ],
             outputs=[
                 Faces.Output("faces", display_name="faces",
@@ -118,7 +134,7 @@ class LoadFaces(io.ComfyNode):
     @classmethod
     def execute(cls, images, face_model: str, provider: str = "auto", face_choice: str = "largest",
                 remove_background: bool = True, greyscale: bool = False, if_no_face: str = "error",
-                images_2=None, images_3=None, images_4=None) -> io.NodeOutput:
+                images_2=None, images_3=None, images_4=None, photo_check: str = "keep") -> io.NodeOutput:
         photos: list[np.ndarray] = []
         sources: list[str] = []
         for slot, batch in (("images", images), ("images_2", images_2), ("images_3", images_3),
@@ -136,10 +152,13 @@ class LoadFaces(io.ComfyNode):
             raise HyperLoRAError(f"Unknown face_choice {face_choice!r}: use one of {', '.join(FACE_CHOICES)}.")
         if if_no_face not in IF_NO_FACE:
             raise HyperLoRAError(f"Unknown if_no_face {if_no_face!r}: use one of {', '.join(IF_NO_FACE)}.")
+        photo_check = photo_check or "keep"
+        if photo_check not in PHOTO_CHECK:
+            raise HyperLoRAError(f"Unknown photo_check {photo_check!r}: use one of {', '.join(PHOTO_CHECK)}.")
 
         analyzer = get_analyzer(face_model_folder_path(face_model), provider)
         bar = progress_bar(len(photos))
-        results, used, missing = [], [], []
+        results, used, kept, missing = [], [], [], []
         for i, photo in enumerate(photos):
             result = analyzer.analyze_photo(photo, i, FACE_CHOICES[face_choice], remove_background, greyscale)
             bar.update(1)
@@ -151,12 +170,21 @@ class LoadFaces(io.ComfyNode):
                 continue
             results.append(result)
             used.append(sources[i])
+            kept.append(photo)
         if not results:
             raise NoFaceError(no_face_message(", ".join(missing), None, analyzer))
-        preview = uint8_to_image([np.asarray(r.preview) for r in results])
+        preview = uint8_to_image([np.asarray(r.preview) for r in results])  # every face found, flagged or not
         log.info("HyperLoRA: found faces in %d photo(s)", len(results))
-        faces = FaceBatch(results=results, sources=used)
-        return io.NodeOutput(faces, preview, ui=ui.PreviewImage(preview, cls=cls))
+        checked = apply_check(check_faces(results, labels=used), photo_check)
+        text = checked.table()
+        if missing:
+            text += "\nno face found (left out): " + ", ".join(missing)
+        log.info("HyperLoRA photo check:\n%s", text)
+        faces = FaceBatch(results=[results[i] for i in checked.kept], sources=[used[i] for i in checked.kept],
+                          weights=list(checked.weights), check=checked, photos=[kept[i] for i in checked.kept],
+                          analyzer=analyzer)
+        shown = {**ui.PreviewText(text).as_dict(), **ui.PreviewImage(preview, cls=cls).as_dict()}
+        return io.NodeOutput(faces, preview, ui=shown)
 
 
 def no_face_message(source: str, photo: np.ndarray | None, analyzer) -> str:

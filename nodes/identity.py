@@ -115,7 +115,9 @@ class IDEmbedding(io.ComfyNode):
                                      "again, or turn base_lora_features off.")
             base = clip_tokens(clip_vision, base_crops, "Base-LoRA")
         sources = getattr(faces, "sources", None)  # none: the identity names them "photo 0", "photo 1", ...
-        return io.NodeOutput(IdentityFeatures.from_faces(results, tokens, base, sources=sources))
+        # The photo check's weights (down-weighted photos), one per face; none: equal.
+        weights = getattr(faces, "weights", None)
+        return io.NodeOutput(IdentityFeatures.from_faces(results, tokens, base, sources=sources, weights=weights))
 
 
 def _weight_input(name: str, optional: bool = False):

@@ -8,8 +8,11 @@ import math
 import numpy as np
 
 from ..hyperlora_core.errors import HyperLoRAError
+from ..hyperlora_core.likeness.chart import likeness_chart
 from ..hyperlora_core.likeness.grid import labelled_grid
+from ..hyperlora_core.likeness.keep import MODES, keep_best
 from ..hyperlora_core.likeness.score import check_labels, reference_embedding, score_images, summary
+from ..hyperlora_core.likeness.stats import LOW_LIKENESS, summarise
 from . import CATEGORY
 from .comfy_v3 import io, ui
 from .faces import FACE_CHOICES, PROVIDERS, Faces, get_analyzer
@@ -53,7 +56,9 @@ class Likeness(io.ComfyNode):
                 "identity's photos). 1 is the same face; with the real antelopev2 models different people "
                 "typically score about 0-0.3 and a good likeness of a generated picture about 0.5-0.8. A picture "
                 "without a face is reported as 'no face' (NaN in the similarity list), never as 0. Shows the "
-                f"numbers on a labelled grid of the pictures. Connect either an identity or faces. {ANTELOPEV2_HELP}"
+                "numbers on a labelled grid of the pictures, and for the set min / median / max, the worst picture "
+                "and the share below the threshold, with a chart of the likeness per picture (or per frame). "
+                f"Connect either an identity or faces. {ANTELOPEV2_HELP}"
             ),
             is_output_node=True,
             is_input_list=True,  # collects the pictures of a sweep (one image per strength) into one grid
@@ -77,6 +82,10 @@ class Likeness(io.ComfyNode):
                 io.String.Input("labels", optional=True, default="", multiline=True,
                                 tooltip="A label per picture, one per line (or connect the labels of 'HyperLoRA "
                                         "Strength Sweep'); empty: the pictures are numbered."),
+                io.Float.Input("threshold", optional=True, default=LOW_LIKENESS, min=-1.0, max=1.0, step=0.01,
+                               tooltip="The set's summary counts the pictures below this similarity (0.5: below it a "
+                                       "generated picture is a weak likeness with the real models; a rule of thumb, "
+                                       "for comparing)."),
             ],
             outputs=[
                 io.Float.Output("similarity", display_name="similarity", is_output_list=True,
@@ -87,15 +96,20 @@ class Likeness(io.ComfyNode):
                                          "those with a face."),
                 io.Image.Output("grid", display_name="grid",
                                 tooltip="The pictures side by side, each labelled with its label and similarity."),
+                io.Image.Output("chart", display_name="chart",
+                                tooltip="The similarity per picture (or frame) as a chart: the threshold dashed, the "
+                                        "worst picture in red, a picture without a face a grey cross."),
             ],
         )
 
     @classmethod
     def execute(cls, images, face_model, provider, face_choice, columns, identity=None, faces=None,
-                labels=None) -> io.NodeOutput:
+                labels=None, threshold=None) -> io.NodeOutput:
         face_model, provider = _one(face_model, "face_model"), _one(provider, "provider")
         face_choice, columns = _one(face_choice, "face_choice"), int(_one(columns, "columns") or 0)
         identity, faces = _one(identity, "identity"), _one(faces, "faces")
+        threshold = _one(threshold, "threshold")
+        threshold = LOW_LIKENESS if threshold is None else float(threshold)
         if face_choice not in FACE_CHOICES:
             raise HyperLoRAError(f"Unknown face_choice {face_choice!r}: use one of {', '.join(FACE_CHOICES)}.")
         if (identity is None) == (faces is None):
@@ -112,15 +126,19 @@ class Likeness(io.ComfyNode):
 
         analyzer = get_analyzer(face_model_folder_path(face_model), provider)
         scores = score_images(analyzer, pictures, target, FACE_CHOICES[face_choice], names)
-        text = summary(scores)
+        stats = summarise(scores, threshold)
+        text = summary(scores) + "\n" + stats.text()
         log.info("HyperLoRA likeness:\n%s", text)
         captions = [f"{s.label} \u00b7 " + ("no face" if s.missing else f"similarity {s.similarity:.2f}")
                     for s in scores]
         grid = uint8_to_image([labelled_grid(pictures, captions, columns, highlight=[s.missing for s in scores])])
+        chart = uint8_to_image([likeness_chart(scores, threshold=threshold)])
         similarities = [math.nan if s.missing else float(s.similarity) for s in scores]
-        # The summary and the grid on the node together (the grid saved in ComfyUI's temp folder).
-        shown = {**ui.PreviewText(text).as_dict(), **ui.PreviewImage(grid, cls=cls).as_dict()}
-        return io.NodeOutput(similarities, text, grid, ui=shown)
+        # The summary, the grid and the chart on the node together (the pictures saved in ComfyUI's temp folder).
+        shown = {**ui.PreviewText(text).as_dict(),
+                 "images": ui.PreviewImage(grid, cls=cls).as_dict()["images"]
+                 + ui.PreviewImage(chart, cls=cls).as_dict()["images"]}
+        return io.NodeOutput(similarities, text, grid, chart, ui=shown)
 
 
 class StrengthSweep(io.ComfyNode):
@@ -159,3 +177,62 @@ class StrengthSweep(io.ComfyNode):
         values = [float(start)] if count == 1 else np.linspace(float(start), float(end), count).tolist()
         values = [round(v, 6) for v in values]
         return io.NodeOutput(values, [f"strength {v:.2f}" for v in values])
+
+
+class KeepBest(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="HLS_KeepBest",
+            display_name="HyperLoRA Keep the Best",
+            category=CATEGORY,
+            description=(
+                "Keeps the pictures that look most like the person: connect the pictures and the 'similarity' "
+                "output of 'HyperLoRA Likeness' that measured them. Gives the top K (or every picture at or above "
+                "the threshold), best first, with their indices in the batch, so a workflow can generate many and "
+                "keep the best. A picture without a face is never kept; asking for more than the batch holds keeps "
+                "them all and says so on the node."
+            ),
+            is_input_list=True,  # the similarity list of Likeness arrives whole, not one run per value
+            inputs=[
+                io.Image.Input("images", tooltip="The pictures that Likeness measured (the same batch, in order)."),
+                io.Float.Input("similarity", force_input=True,
+                               tooltip="The 'similarity' output of 'HyperLoRA Likeness' for these pictures."),
+                io.Combo.Input("mode", options=list(MODES), default=MODES[0],
+                               tooltip="top K: the K best. above threshold: every picture scoring the threshold or "
+                                       "more."),
+                io.Int.Input("count", default=4, min=1, max=4096,
+                             tooltip="How many pictures to keep (top K)."),
+                io.Float.Input("threshold", default=LOW_LIKENESS, min=-1.0, max=1.0, step=0.01,
+                               tooltip="The least similarity kept (above threshold). 0.5 is a rule of thumb for "
+                                       "the real models; compare within a set."),
+            ],
+            outputs=[
+                io.Image.Output("kept", display_name="kept", tooltip="The pictures kept, best first."),
+                io.Int.Output("indices", display_name="indices", is_output_list=True,
+                              tooltip="The position of each kept picture in the batch (0 = first), best first."),
+                io.String.Output("summary", display_name="summary",
+                                 tooltip="What was kept, with the scores, and any note (pictures without a face, "
+                                         "a count larger than the batch)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, images, similarity, mode, count, threshold) -> io.NodeOutput:
+        import torch
+
+        mode, count, threshold = _one(mode, "mode"), _one(count, "count"), _one(threshold, "threshold")
+        if mode not in MODES:
+            raise HyperLoRAError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
+        batches = [b for b in (images if isinstance(images, list) else [images]) if b is not None]
+        if not batches:
+            raise HyperLoRAError("Keep the Best needs the pictures: connect 'images'.")
+        if len({tuple(b.shape[1:]) for b in batches}) > 1:
+            raise HyperLoRAError("The pictures to choose from have different sizes: give one batch of one size.")
+        pictures = torch.cat(batches) if len(batches) > 1 else batches[0]
+        scores = similarity if isinstance(similarity, list) else [similarity]
+        kept = keep_best(scores, count=int(count) if mode == MODES[0] else None,
+                         threshold=float(threshold) if mode == MODES[1] else None, pictures=int(pictures.shape[0]))
+        text = kept.text()
+        log.info("HyperLoRA keep the best:\n%s", text)
+        return io.NodeOutput(pictures[kept.indices], list(kept.indices), text, ui=ui.PreviewText(text))

@@ -189,3 +189,37 @@ def test_an_output_folder_that_cannot_be_written_stops_before_the_models_load(mo
         code, _, err = run(capsys, "batch", people, "--out", locked, "--models-dir", models, "--no-progress")
         locked.chmod(0o700)
         assert code == 1 and "no permission to write" in err
+
+
+def test_the_photo_check_runs_per_person_as_generate_runs_it(models, capsys, tmp_path):
+    """--photo-check (and a manifest row's photo_check) reach each person: the report holds the check,
+    and the LoRA equals generate's with the same --photo-check."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(3):
+        face_photo(photos / f"{k}.png", seed=k)
+    csv = tmp_path / "people.csv"
+    csv.write_text("id,photos,photo_check\nana,photos/0.png;photos/1.png;photos/2.png,drop\n"
+                   "bo,photos/0.png;photos/1.png;photos/2.png,\n")
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "batch", csv, "--out", out, "--models-dir", models, "--device", "cpu",
+                       "--no-progress", "--photo-check", "downweight")
+    assert code == 0, err
+    lines = {line["id"]: line for line in report_lines(out)}
+    assert lines["ana"]["photo_check"]["action"] == "drop"
+    assert lines["bo"]["photo_check"]["action"] == "downweight"
+    assert [p["label"] for p in lines["bo"]["photo_check"]["photos"]] == ["0.png", "1.png", "2.png"]
+    for person, action in (("ana", "drop"), ("bo", "downweight")):
+        alone = tmp_path / f"{person}.safetensors"
+        code, _, err = run(capsys, "generate", "--photos", photos, "--out", alone, "--models-dir", models,
+                           "--device", "cpu", "--photo-check", action)
+        assert code == 0, err
+        assert_same_safetensors(out / f"{person}.safetensors", alone)
+
+
+def test_a_manifest_photo_check_that_is_not_an_action_names_the_line(tmp_path):
+    face_photo(tmp_path / "x.png", seed=0)
+    path = tmp_path / "people.jsonl"
+    path.write_text('{"id": "a", "photos": ["x.png"], "photo_check": "maybe"}\n')
+    with pytest.raises(InputError, match="line 1: photo_check must be one of keep, drop, downweight"):
+        read_people(path)

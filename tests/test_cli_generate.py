@@ -282,3 +282,41 @@ def test_unknown_face_choice_is_reported_before_loading_anything(setup, capsys, 
     code, _, err = run(capsys, "generate", "--photos", setup["one"], "--out", tmp_path / "x.safetensors",
                        "--models-dir", setup["models"], "--face", "biggest")
     assert code == 1 and "biggest" in one_line_error(err)
+
+
+def _checked_photos(folder: Path) -> list[Path]:
+    """Three photos with wide faces and one with a face 60 px wide (flagged by the photo check)."""
+    folder.mkdir()
+    return [_photo(folder / "a.png", [((60, 60, 220, 240), 0)], seed=1, size=(320, 300)),
+            _photo(folder / "b.png", [((70, 50, 230, 240), 0)], seed=2, size=(320, 300)),
+            _photo(folder / "c.png", [((80, 70, 240, 250), 0)], seed=3, size=(320, 300)),
+            _photo(folder / "small.png", [((100, 100, 160, 170), 0)], seed=4, size=(320, 300))]
+
+
+def test_generate_prints_the_photo_check_and_keeps_every_photo_by_default(setup, capsys, tmp_path):
+    photos = _checked_photos(tmp_path / "photos")
+    code, out, err = run(capsys, "generate", "--photos", *photos, "--out", tmp_path / "x.safetensors",
+                         "--models-dir", setup["models"])
+    assert code == 0, err
+    assert "Photo check:" in out and "small.png: the face is 60 px wide; 112 px or more works best" in out
+    assert "1 of 4 photo(s) flagged; all kept (photo check: keep)" in out and "from 4 photo(s)" in out
+
+
+@pytest.mark.parametrize("action,photos,weights", [("drop", ["a.png", "b.png", "c.png"], [1 / 3] * 3),
+                                                   ("downweight", ["a.png", "b.png", "c.png", "small.png"],
+                                                    [1 / 3.25, 1 / 3.25, 1 / 3.25, 0.25 / 3.25])])
+def test_generate_drops_or_downweights_flagged_photos_and_says_so_in_json(setup, capsys, tmp_path, action, photos,
+                                                                          weights):
+    files = _checked_photos(tmp_path / "photos")
+    identity = tmp_path / "me.safetensors"
+    code, out, err = run(capsys, "generate", "--photos", *files, "--out", tmp_path / "x.safetensors",
+                         "--save-identity", identity, "--models-dir", setup["models"], "--photo-check", action,
+                         "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["photos"] == photos and data["weights"] == pytest.approx(weights, abs=1e-4)
+    check = data["photo_check"]
+    assert check["action"] == action and [p["flagged"] for p in check["photos"]] == [False, False, False, True]
+    saved = IdentityFeatures.load(identity)
+    assert saved.sources == photos
+    assert torch.allclose(saved.weights, torch.tensor(weights), atol=1e-6)

@@ -160,12 +160,16 @@ def test_likeness_node_scores_a_sweep_and_labels_the_grid(pack, likeness, face_m
     # INPUT_IS_LIST: each input arrives as a list; a sweep gives one image batch per strength.
     out = node.execute([_image(me), _image(other), _image(blank)], ["antelopev2"], ["CPU"], ["largest"], [3],
                        identity=[identity], labels=labels)
-    similarities, text, grid = out
+    similarities, text, grid, chart = out
     assert similarities[0] == pytest.approx(1.0, abs=1e-5) and similarities[1] < similarities[0]
     assert math.isnan(similarities[2])  # missing, not 0
     assert text.splitlines()[:3] == ["strength 0.50: 1.000", f"strength 0.75: {similarities[1]:.3f}",
                                      "strength 1.00: no face"]
     assert list(_shown(out)["text"]) == [text]
+    # the set: two pictures with a face, the other one the worst, the blank one counted and listed
+    assert f"worst: strength 0.75 ({similarities[1]:.3f})" in text
+    assert "no face in 1 picture(s), not counted: strength 1.00" in text
+    assert chart.shape == (1, 400, 960, 3) and len(_shown(out)["images"]) == 2  # the grid and the chart
     assert grid.shape[0] == 1 and grid.shape[-1] == 3 and grid.shape[2] > grid.shape[1]  # one row of three
     # The faces of Load Faces give the same numbers; typed labels are one per line.
     by_faces = node.execute([_image(me, other)], ["antelopev2"], ["CPU"], ["largest"], [0], faces=[faces],
@@ -181,11 +185,11 @@ def test_likeness_node_shows_the_summary_and_the_grid_file_in_the_temp_folder(li
     me, other = marked_picture(1), marked_picture(2)
     out = likeness.Likeness.execute([_image(me, other)], ["antelopev2"], ["CPU"], ["largest"], [0],
                                     identity=[identity_of(analyzer, me)], labels=["me\nsomeone"])
-    similarities, text, grid = out
+    similarities, text, grid, chart = out
     shown = _shown(out)
     assert set(shown) >= {"text", "images"}
     assert list(shown["text"]) == [text] and text.startswith("me: 1.000\nsomeone: ")
-    (image,) = shown["images"]  # the grid, one picture, as core 'Preview Image' lists it
+    image, chart_image = shown["images"]  # the grid and the chart, as core 'Preview Image' lists them
     assert image["type"] == "temp" and image["filename"].endswith(".png")
     path = Path(fake_comfy.fp.get_temp_directory()) / image["subfolder"] / image["filename"]
     saved = np.asarray(Image.open(path).convert("RGB"))
@@ -218,7 +222,7 @@ def test_strength_sweep_gives_evenly_spaced_values_and_refuses_a_bad_count(pack,
     # Both outputs are lists (one run of the nodes downstream per value); Likeness gives a list of numbers.
     assert list(sweep.OUTPUT_IS_LIST) == [True, True]
     assert [o.is_output_list for o in sweep.GET_SCHEMA().outputs] == [True, True]
-    assert list(likeness.Likeness.OUTPUT_IS_LIST) == [True, False, False] and likeness.Likeness.INPUT_IS_LIST
+    assert list(likeness.Likeness.OUTPUT_IS_LIST) == [True, False, False, False] and likeness.Likeness.INPUT_IS_LIST
     with pytest.raises(pack.hyperlora_core.HyperLoRAError, match="count must be between 1 and 64"):
         sweep.execute(0.5, 1.0, 0)
 

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from hyperlora_core.errors import ConfigError
 from hyperlora_core.train import Trainer
 from hyperlora_core.train.checkpoints import _check_processes
-from train_fixtures import make_cache, run_ranks, tiny_config
+from tiny_training import make_cache, tiny_config
+from train_fixtures import run_ranks
 
 pytest.importorskip("torch.distributed.fsdp", reason="FSDP2 needs torch >= 2.6")
 from torch.distributed.fsdp import fully_shard  # noqa: E402,F401

@@ -63,6 +63,10 @@ FACE_POLYGON = (
 )
 
 
+FIVE_POINTS = (38, 88, 86, 52, 61)  # insightface's 5-point subset of the 106 landmarks
+ARCFACE_TEMPLATE = ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (41.5493, 92.3655), (70.7299, 92.2041))
+
+
 def _template_106() -> np.ndarray:
     t = np.zeros((106, 2), dtype=np.float32)
     contour = FACE_POLYGON[:33]
@@ -77,6 +81,10 @@ def _template_106() -> np.ndarray:
     grid = [(x, y) for y in np.linspace(0.3, 0.85, 7) for x in np.linspace(0.25, 0.75, 9)]
     for index, point in zip(inner, grid):
         t[index] = point
+    # The five alignment points (eyes, nose tip, mouth corners) where a frontal face has them (the ArcFace
+    # template, 112 px square), so that the photo check's head pose reads a tiny face as frontal.
+    for index, (x, y) in zip(FIVE_POINTS, ARCFACE_TEMPLATE):
+        t[index] = (x / 112.0, y / 112.0)
     return t
 
 

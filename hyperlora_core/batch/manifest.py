@@ -24,7 +24,7 @@ from ..constants import IMAGE_SUFFIXES
 from ..errors import InputError
 
 # Options a person may set for itself (the batch's command-line values otherwise), and their types.
-PERSON_OPTIONS = {"face": (str, int), "keep_background": (bool,), "grey": (bool,)}
+PERSON_OPTIONS = {"face": (str, int), "keep_background": (bool,), "grey": (bool,), "photo_check": (str,)}
 _ID = re.compile(r"^\w[\w. @+=-]*$")  # letters of any script, digits, a few signs
 MAX_ID_BYTES = 200  # + ".identity.safetensors" stays under the 255 bytes a file name may have
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n"}
@@ -136,6 +136,11 @@ def _options(row: dict[str, Any], where: str, csv_text: bool) -> dict[str, Any]:
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             raise InputError(f"{where}: {key} has the wrong type ({value!r})")
         options[key] = value
+    if "photo_check" in options:
+        from ..face.check import ACTIONS
+
+        if options["photo_check"] not in ACTIONS:
+            raise InputError(f"{where}: photo_check must be one of {', '.join(ACTIONS)}, got {options['photo_check']!r}")
     if "face" in options:
         from ..face.detection import check_choice
 

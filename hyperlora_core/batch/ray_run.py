@@ -91,7 +91,8 @@ def faces_to_row(faces: FacesFound) -> dict[str, Any]:
     import numpy as np
 
     found = faces.found
-    meta: dict[str, Any] = {"person": faces.person.to_row(), "error": faces.error, "seconds": faces.seconds}
+    meta: dict[str, Any] = {"person": faces.person.to_row(), "error": faces.error, "seconds": faces.seconds,
+                            "weights": faces.weights, "check": faces.check}
     arrays: dict[str, Any] = {}
     if found is not None:
         meta["photos"] = [str(p) for p in found.photos]
@@ -111,7 +112,8 @@ def faces_from_row(row: dict[str, Any]) -> FacesFound:
     from ..pipeline import PhotoFaces, SkippedPhoto
 
     meta = json.loads(row["meta"])
-    result = FacesFound(Person.from_row(meta["person"]), error=meta["error"], seconds=meta["seconds"])
+    result = FacesFound(Person.from_row(meta["person"]), error=meta["error"], seconds=meta["seconds"],
+                        weights=meta.get("weights"), check=meta.get("check"))
     if "photos" in meta:
         with np.load(io.BytesIO(row["arrays"]), allow_pickle=False) as arrays:
             faces = [CarriedFace(index, arrays[f"clip_{k}"], arrays[f"arcface_{k}"])

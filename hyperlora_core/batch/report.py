@@ -34,6 +34,7 @@ class PersonReport:
     status: str
     photos_used: list[str] = field(default_factory=list)
     photos_skipped: list[dict[str, str]] = field(default_factory=list)  # {"photo": ..., "reason": ...}
+    photo_check: dict | None = None  # the photo check of the faces found: flags, kept photos, weights
     seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
     error: str | None = None

@@ -48,6 +48,11 @@ class BatchSettings:
     face: str | int = "largest"
     keep_background: bool = False
     grey: bool = False
+    photo_check: str = "keep"  # keep (flags only), drop or downweight the flagged photos
+
+    def check_action(self, person: Person) -> str:
+        """What the photo check does with ``person``'s flagged photos: theirs where set, else the batch's."""
+        return person.options.get("photo_check", self.photo_check)
 
     def analysis(self, person: Person) -> dict[str, Any]:
         """The face-analysis options of ``person``: theirs where set, else the batch's."""
@@ -65,6 +70,8 @@ class FacesFound:
     found: PhotoFaces | None = None
     error: str | None = None
     seconds: float = 0.0
+    weights: list[float] | None = None  # one per face in ``found``, from the photo check
+    check: dict | None = None  # the photo check (SetCheck.as_dict()), for the report
 
 
 @dataclass
@@ -161,10 +168,18 @@ def face_stage(analyzer: Any, person: Person, settings: BatchSettings) -> FacesF
     try:
         found = faces_of_photos(analyzer, person.photos, skip_no_face=True, skip_unreadable=True,
                                 report=log.debug, **settings.analysis(person))
+        weights = check = None
+        if found.faces:  # the photo check, as generate --photo-check makes it
+            from ..pipeline import check_photos
+
+            names = [found.photos[f.index].name for f in found.faces]
+            found.faces, weights, checked = check_photos(found.faces, names, settings.check_action(person),
+                                                         report=log.debug)
+            check = checked.as_dict()
         for face in found.faces:  # the network stage needs the crops and embeddings only
             face.preview = None
             face.detection = None
-        result = FacesFound(person, found)
+        result = FacesFound(person, found, weights=weights, check=check)
     except HyperLoRAError as exc:
         result = FacesFound(person, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - one person's fault must not stop the batch
@@ -186,12 +201,13 @@ def network_stage(faces: FacesFound, encoder: Any, network: Any, out: Path, keys
     if found is not None:
         line.photos_skipped = [{"photo": str(s.photo), "reason": s.reason} for s in found.skipped]
         line.photos_used = [str(found.photos[f.index]) for f in found.faces]
+        line.photo_check = faces.check
     try:
         if faces.error is not None:
             raise HyperLoRAError(faces.error)
         if not found.faces:
             raise found.no_face_error()
-        identity = identity_from_faces(found, encoder)
+        identity = identity_from_faces(found, encoder, weights=faces.weights)
         made = lora_from_identity(identity, "", network=network)
         outputs = outputs_of(out, person.id)
         moved = clear_unfinished(outputs, keys, dtype)

@@ -1,4 +1,4 @@
-"""The command line: ``python -m hyperlora_core download|generate|batch|score``, one module per command.
+"""The command line: ``python -m hyperlora_core download|generate|batch|refine|score``, one module per command.
 
 Exit codes: 0 done, 1 failed (the message says why and what to do), 2 bad usage.
 Errors are one line on stderr; ``--debug`` adds the traceback.
@@ -13,7 +13,7 @@ import traceback
 from typing import Sequence
 
 from ..errors import HyperLoRAError, UsageError
-from . import batch, download, generate, score
+from . import batch, download, generate, refine, score
 from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PROG, Parser, add_common
 
 # Subcommand name -> the function that adds its parser (which sets `run`). Register a new one here.
@@ -21,6 +21,7 @@ COMMANDS = {
     "download": download.add_parser,
     "generate": generate.add_parser,
     "batch": batch.add_parser,
+    "refine": refine.add_parser,
     "score": score.add_parser,
 }
 

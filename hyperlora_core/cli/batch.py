@@ -56,6 +56,10 @@ def add_parser(sub) -> None:
     p.add_argument("--keep-background", action="store_true",
                    help="do not grey out the background of the CLIP crop (for people whose row does not say)")
     p.add_argument("--grey", action="store_true", help="greyscale CLIP crops (for people whose row does not say)")
+    p.add_argument("--photo-check", choices=("keep", "drop", "downweight"), default="keep",
+                   help="what the photo check (face size, sharpness, head pose, agreement with the other photos) does "
+                   "with a flagged photo, as for generate: keep = flag only (the report lists the flags), drop, or "
+                   "downweight (for people whose row does not say; default: keep)")
     p.add_argument("--ray", nargs="?", const=LOCAL_RAY, default=None, metavar="ADDRESS",
                    help="run the stages as a Ray Data pipeline: without ADDRESS on a Ray started here, else on the "
                    "cluster at ADDRESS (host:6379, ray://host:10001 or auto); FOLDER must then be a path every "
@@ -89,7 +93,7 @@ def _run_batch(args: argparse.Namespace) -> int:
     models = pipeline.find_models(args.models_dir, args.variant, hyperlora=args.hyperlora, clip=args.clip,
                                   face_models=args.face_models)
     settings = BatchSettings(models, device=args.device, dtype=args.dtype, provider=args.provider, face=face,
-                             keep_background=args.keep_background, grey=args.grey)
+                             keep_background=args.keep_background, grey=args.grey, photo_check=args.photo_check)
     out(f"{len(people)} people from {args.people}; files in {args.out}")
     if args.ray is not None:
         from ..batch.ray_run import run_batch_on_ray

@@ -114,6 +114,14 @@ def add_parser(sub) -> None:
                    "trained with it greyed out, the default)")
     p.add_argument("--grey", action="store_true",
                    help="make the CLIP crop greyscale (can reduce colour cast from the photo)")
+    p.add_argument("--photo-check", choices=("keep", "drop", "downweight"), default="keep",
+                   help="each photo is checked (face size, detection score, sharpness, head pose, and whether it "
+                   "looks like the other photos) and the table printed; keep: flags only; drop: leave flagged "
+                   "photos out; downweight: flagged photos count 0.25 against 1; a set where every photo is "
+                   "flagged is kept whole (default: keep)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object at the end (the files written and the photo check) instead of "
+                   "the progress lines")
     p.add_argument("--save-identity", type=Path, metavar="FILE",
                    help="also write the face features as a small identity file (.safetensors) that the "
                    "'Load HyperLoRA Identity' node and --identity read, to reuse without the photos")
@@ -142,6 +150,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     else:
         check_identity_file(args.identity)
         photos = []
+    say = (lambda text: None) if args.json else out
+    checked = []
     models = pipeline.find_models(args.models_dir, args.variant, hyperlora=args.hyperlora, clip=args.clip,
                                   face_models=args.face_models, need_faces=bool(photos))
     device, dtype, clip_dtype = pipeline.pick_device(args.device, args.dtype)
@@ -150,22 +160,30 @@ def _run_generate(args: argparse.Namespace) -> int:
         identity = pipeline.identity_from_photos(
             photos, models, choice=args.face, skip_no_face=args.skip_no_face,
             remove_background=not args.keep_background, grey=args.grey, provider=args.provider, device=device,
-            clip_dtype=clip_dtype, with_base=args.base_lora_features, report=out)
+            clip_dtype=clip_dtype, with_base=args.base_lora_features, photo_check=args.photo_check,
+            on_check=checked.append, report=say)
     else:
         from ..features.identity import IdentityFeatures
 
         identity = IdentityFeatures.load(args.identity.expanduser())
-        out(f"Identity {args.identity}: {identity.num_photos} photo(s): {', '.join(identity.sources)}")
+        say(f"Identity {args.identity}: {identity.num_photos} photo(s): {', '.join(identity.sources)}")
 
-    made = pipeline.lora_from_identity(identity, models.hyperlora, device=device, dtype=dtype, report=out)
+    made = pipeline.lora_from_identity(identity, models.hyperlora, device=device, dtype=dtype, report=say)
     from ..files.export import save_lora
 
     save_lora(made.lora, out_file, metadata=made.metadata())
-    out(f"Wrote {out_file} ({len(made.lora)} tensors, {out_file.stat().st_size / 1e6:.1f} MB) from "
+    say(f"Wrote {out_file} ({len(made.lora)} tensors, {out_file.stat().st_size / 1e6:.1f} MB) from "
         f"{identity.num_photos} photo(s).")
     if identity_out is not None:
         identity.save(identity_out)
-        out(f"Wrote the identity {identity_out}.")
-    out(f"Start your prompt with the trigger words: {TRIGGER_WORDS.strip()}")
-    out("Use it on a realistic SDXL model (RealVisXL 4.0 works best) at strength 0.75-0.9 with CLIP skip -2.")
+        say(f"Wrote the identity {identity_out}.")
+    say(f"Start your prompt with the trigger words: {TRIGGER_WORDS.strip()}")
+    say("Use it on a realistic SDXL model (RealVisXL 4.0 works best) at strength 0.75-0.9 with CLIP skip -2.")
+    if args.json:
+        import json
+
+        out(json.dumps({"lora": str(out_file), "identity": None if identity_out is None else str(identity_out),
+                        "photos": list(identity.sources), "weights": [round(float(w), 4) for w in identity.weights],
+                        "photo_check": checked[0].as_dict() if checked else None,
+                        "trigger_words": TRIGGER_WORDS.strip()}, indent=2))
     return EXIT_OK

@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import UsageError
 from .common import (EXIT_OK, MODELS_DIR_DEFAULT, PROG, add_common, check_identity_file, check_new_file,
                      expand_photos, out)
 
@@ -34,8 +35,18 @@ def add_parser(sub) -> None:
                            help="photos of the person (a folder stands for the images in it)")
     reference.add_argument("--identity", type=Path, metavar="FILE",
                            help="an identity file (--save-identity or 'Save HyperLoRA Identity') instead of photos")
-    p.add_argument("--images", nargs="+", type=Path, required=True, metavar="IMAGE",
-                   help="the pictures to measure (a folder stands for the images in it)")
+    pictures = p.add_mutually_exclusive_group(required=True)
+    pictures.add_argument("--images", nargs="+", type=Path, metavar="IMAGE",
+                          help="the pictures to measure (a folder stands for the images in it)")
+    pictures.add_argument("--video", type=Path, metavar="FILE",
+                          help="a video to measure frame by frame (read with OpenCV: MP4, AVI, MOV, MKV, WebM)")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="with --video, measure every N-th frame from the first (default: 1, every frame)")
+    p.add_argument("--threshold", type=float, default=None, metavar="SIMILARITY",
+                   help="the set's summary counts the pictures below this similarity (default: 0.5, a rule of "
+                   "thumb: below it a generated picture is a weak likeness)")
+    p.add_argument("--chart", type=Path, metavar="OUT.png",
+                   help="also write a chart of the similarity per picture or frame (never overwrites)")
     p.add_argument("--models-dir", type=Path, metavar="MODELS",
                    help="the models folder the download command filled; the face models are read from "
                    f"insightface/models/antelopev2/; default, as for download and generate: {MODELS_DIR_DEFAULT}")
@@ -58,11 +69,29 @@ def add_parser(sub) -> None:
 def run_score(args: argparse.Namespace) -> int:
     from ..face import FaceAnalyzer, check_choice
     from ..likeness.score import mean_similarity, photo_embeddings, reference_embedding, score_images, table
+    from ..likeness.stats import LOW_LIKENESS, summarise
     from ..pipeline import face_models_folder
 
     choice, photo_choice = check_choice(args.face), check_choice(args.photo_face)
     grid_path = check_new_file(args.grid, "--grid", GRID_SUFFIXES) if args.grid is not None else None
-    images = expand_photos(args.images, "--images")
+    chart_path = check_new_file(args.chart, "--chart", GRID_SUFFIXES) if args.chart is not None else None
+    threshold = LOW_LIKENESS if args.threshold is None else args.threshold
+    if not -1.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold is a cosine similarity, between -1 and 1; got {threshold}")
+    if args.video is None and args.every != 1:
+        raise UsageError("--every goes with --video")
+    if args.every < 1:
+        raise UsageError(f"--every must be 1 or more, got {args.every}")
+    if args.video is not None:
+        from ..files.video import read_frames
+
+        frame_numbers, pictures = read_frames(args.video, args.every)
+        images = [Path(f"{args.video.name}#frame{n}") for n in frame_numbers]
+        names = [f"frame {n}" for n in frame_numbers]
+    else:
+        images = expand_photos(args.images, "--images")
+        pictures = [str(p) for p in images]
+        frame_numbers, names = None, [p.name for p in images]
     photos = expand_photos(args.photos) if args.photos is not None else []
     if args.identity is not None:
         check_identity_file(args.identity)
@@ -87,33 +116,58 @@ def run_score(args: argparse.Namespace) -> int:
         reference = {"identity": str(args.identity), "photos": list(identity.sources)}
         say(f"Reference: identity {args.identity} ({identity.num_photos} photo(s))")
 
-    scores = score_images(analyzer, [str(p) for p in images], target, choice, labels=[p.name for p in images])
+    if args.video is not None:
+        say(f"Video {args.video}: {len(pictures)} frame(s), every {args.every}")
+    scores = score_images(analyzer, pictures, target, choice, labels=names)
+    stats = summarise(scores, threshold)
     if args.json:
         rows = [dict(s.as_dict(), image=str(path)) for s, path in zip(scores, images)]
-        for row in rows:
+        for row, number in zip(rows, frame_numbers or [None] * len(rows)):
             row.pop("label")
-        out(json.dumps({"reference": reference, "face_choice": choice, "images": rows,
-                         "mean": mean_similarity(scores),
-                         "missing": [str(p) for s, p in zip(scores, images) if s.missing]}, indent=2))
+            if number is not None:
+                row["frame"] = number
+                row.pop("image")
+        result = {"reference": reference, "face_choice": choice, "images": rows, "mean": mean_similarity(scores),
+                  "missing": [str(p) for s, p in zip(scores, images) if s.missing], "stats": stats.as_dict()}
+        if args.video is not None:
+            result["video"] = str(args.video)
+            result["every"] = args.every
+            result["missing"] = [f"frame {n}" for s, n in zip(scores, frame_numbers) if s.missing]
+        out(json.dumps(result, indent=2))
     else:
-        out(table(scores, label_header="image"))
+        out(table(scores, label_header="frame" if args.video is not None else "image"))
+        out(stats.text())
     if grid_path is not None:
-        _write_grid(grid_path, images, scores)
+        _write_grid(grid_path, pictures, scores)
         say(f"Wrote the grid {grid_path}.")
+    if chart_path is not None:
+        from ..likeness.chart import likeness_chart
+
+        chart = likeness_chart(scores, threshold=threshold, x_values=frame_numbers,
+                               title="likeness per frame" if frame_numbers else "likeness per picture",
+                               x_name="frame" if frame_numbers else "picture")
+        _write_picture(chart_path, chart)
+        say(f"Wrote the chart {chart_path}.")
     return EXIT_OK
 
 
-def _write_grid(path: Path, images: list[Path], scores) -> None:
+def _write_grid(path: Path, pictures: list, scores) -> None:
+    from ..likeness.grid import labelled_grid
+    from ..files.images import load_image
+
+    captions = [f"{s.label} \u00b7 " + ("no face" if s.missing else f"similarity {s.similarity:.2f}") for s in scores]
+    sheet = labelled_grid([load_image(p) if isinstance(p, str) else p for p in pictures], captions,
+                          highlight=[s.missing for s in scores])
+    _write_picture(path, sheet)
+
+
+def _write_picture(path: Path, sheet) -> None:
     import io
 
     from PIL import Image
 
     from ..files.export import write_new_file
-    from ..likeness.grid import labelled_grid
-    from ..files.images import load_image
 
-    captions = [f"{s.label} \u00b7 " + ("no face" if s.missing else f"similarity {s.similarity:.2f}") for s in scores]
-    sheet = labelled_grid([load_image(p) for p in images], captions, highlight=[s.missing for s in scores])
     buffer = io.BytesIO()
     Image.fromarray(sheet).save(buffer, format="JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else
                                 path.suffix.lstrip(".").upper())

@@ -6,6 +6,8 @@ per photo in which a face was found. One job per module:
 * ``detection``: SCRFD detection with the reference's retries, and the choice of the face;
 * ``crops``: the CLIP, Base-LoRA and landmark-square crops and their masks;
 * ``preview``: the marked-up preview Load Faces shows;
+* ``check``: the photo check (face size, detection score, sharpness, head pose, agreement) and
+  keeping, dropping or down-weighting the flagged photos;
 * ``analyzer``: :class:`FaceAnalyzer`, which runs the models and puts the pieces together;
 * ``swap``: face masks and crops of any picture, and pasting re-drawn crops back (face swap, detailer);
 * ``models``: finding and loading the antelopev2 ONNX models with onnxruntime.
@@ -34,6 +36,8 @@ _EXPORTS = {
                      "square_crop"], ".crops"),
     **dict.fromkeys(["ARCFACE_DETECT_SIZE", "CHOICES", "DETECT_MAX_SIDE", "DETECT_SIZES", "DET_THRESH", "Detection",
                      "PAD_FRACTIONS", "check_choice", "choose_face", "detect_faces"], ".detection"),
+    **dict.fromkeys(["ACTIONS", "PhotoCheck", "SetCheck", "apply_check", "check_faces", "face_sharpness", "head_pose"],
+                    ".check"),
     **dict.fromkeys(["PREVIEW_TILE", "make_preview"], ".preview"),
     **dict.fromkeys(["ALL_FACES", "FaceCrops", "FaceRegion", "cut_faces", "find_face_regions", "paste_faces"], ".swap"),
 }

@@ -38,6 +38,7 @@ from .detection import (
     detect_once,
     shrunk,
 )
+from .check import face_sharpness
 from .preview import make_preview
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class FaceResult:
     preview: np.ndarray | None = field(repr=False)  # uint8 (512, 1536, 3): photo marked up | CLIP | Base
     detection: Detection | None = field(default=None, repr=False)
     arcface_redetected: bool = True  # False: re-detection in the ArcFace crop failed
+    sharpness: float | None = None  # variance of the Laplacian of the face (check.face_sharpness); None: not measured
 
 
 class FaceAnalyzer:
@@ -202,6 +204,7 @@ class FaceAnalyzer:
             preview=make_preview(rgb, detection, row, landmarks, clip, base) if crops else None,
             detection=detection,
             arcface_redetected=redetected,
+            sharpness=face_sharpness(rgb, landmarks),
         )
 
     def analyze(

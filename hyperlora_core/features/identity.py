@@ -63,14 +63,15 @@ class IdentityFeatures:
 
     @classmethod
     def from_faces(cls, faces: Sequence[Any], clip_tokens: torch.Tensor, base_clip_tokens: torch.Tensor | None = None,
-                   sources: Sequence[str] | None = None) -> "IdentityFeatures":
+                   sources: Sequence[str] | None = None, weights: Any = None) -> "IdentityFeatures":
         """The identity of the faces the face pipeline found (``FaceResult``s, one per photo) and their
-        CLIP tokens: the ArcFace embeddings stacked and L2-normalised, here and nowhere else."""
+        CLIP tokens: the ArcFace embeddings stacked and L2-normalised, here and nowhere else.
+        ``weights``: how much each photo counts (the photo check's down-weighting); default equal."""
         arcface = torch.stack([torch.as_tensor(np.asarray(face.arcface_embedding), dtype=torch.float32).flatten()
                                for face in faces])
         arcface = arcface / arcface.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return cls(arcface=arcface, clip_tokens=clip_tokens, base_clip_tokens=base_clip_tokens,
-                   sources=list(sources or []))
+                   weights=weights, sources=list(sources or []))
 
     @property
     def num_photos(self) -> int:

@@ -3,9 +3,10 @@
 * ``atomic``: files written whole or not at all, safe names, writable folders;
 * ``sniff``: what a file that should be safetensors really is (pickle, HTML, truncated...);
 * ``images``: photos and IMAGE arrays to RGB uint8;
-* ``export``: the kohya LoRA file and its metadata.
+* ``export``: the kohya LoRA file and its metadata;
+* ``video``: every N-th frame of a video file (OpenCV).
 
-Only ``atomic``, ``sniff`` and ``images`` are imported here; ``export`` needs torch.
+Only ``atomic``, ``sniff`` and ``images`` are imported here; ``export`` needs torch, ``video`` OpenCV.
 """
 
 from .atomic import check_file_name, check_writable_folder, write_atomic

@@ -112,7 +112,10 @@ class Server:
 
     def run(self, prompt: dict, timeout: float = RUN_TIMEOUT) -> dict:
         """Queue a prompt and wait for its history entry: {"outputs": ..., "status": ...}."""
-        prompt_id = self.post_prompt(prompt)
+        return self.wait(self.post_prompt(prompt), timeout)
+
+    def wait(self, prompt_id: str, timeout: float = RUN_TIMEOUT) -> dict:
+        """The history entry of a queued prompt, once it has finished."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             history = self.get(f"/history/{prompt_id}")

@@ -201,8 +201,13 @@ def test_editor_opens_workflow_with_every_node_and_widget(server, object_info, b
             continue
         shown = nodes[str(node["id"])]
         info = object_info[node["type"]]["input"]
-        expected = [name for section in ("required", "optional") for name, spec in info.get(section, {}).items()
-                    if is_widget(spec)]
+        expected = []
+        for section in ("required", "optional"):
+            for name, spec in info.get(section, {}).items():
+                if is_widget(spec):
+                    expected.append(name)
+                    if len(spec) > 1 and spec[1].get("control_after_generate"):  # the editor adds this one
+                        expected.append("control_after_generate")
         assert shown["widgets"] == expected, (node["type"], shown["widgets"])
         values = dict(zip(shown["widgets"], shown["values"]))
         for name, value in zip(expected, node["widgets_values"]):

@@ -12,7 +12,7 @@ SWEEP = ROOT / "workflows" / "HyperLoRA - strength sweep with likeness scores.js
 
 def test_likeness_nodes_are_listed(object_info):
     likeness = object_info["HLS_Likeness"]
-    assert likeness["output_node"] is True and likeness["output_is_list"] == [True, False, False]
+    assert likeness["output_node"] is True and likeness["output_is_list"] == [True, False, False, False]
     assert combo_options(likeness["input"]["required"]["face_model"]) == ["antelopev2"]
     assert object_info["HLS_StrengthSweep"]["output_is_list"] == [True, True]
 
@@ -38,7 +38,7 @@ def test_likeness_of_the_persons_photo_is_one_another_lower_and_no_face_missing(
     assert lines[2] == "wall: no face"
     assert lines[3].startswith("mean of 2 picture(s) with a face")
     # The node shows the grid (ui.PreviewImage) and the text (the pack's editor extension); core 'Preview Any' shows it too.
-    (image,) = shown["images"]
+    image, chart = shown["images"]  # the grid, then the chart
     assert image["type"] == "temp" and (server.base / "temp" / image["subfolder"] / image["filename"]).is_file()
     assert entry["outputs"]["10"]["text"] == shown["text"]
 
