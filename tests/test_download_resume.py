@@ -18,7 +18,8 @@ import pytest
 from fake_hub import FakeHub
 from hyperlora_core import cli
 from hyperlora_core.constants import HF_REPO_ID, RELEASE_FILES, VARIANTS
-from hyperlora_core.download.hub import PARTIAL_SUFFIX, STAGING_FOLDER, human_size
+from hyperlora_core.download.hub import PARTIAL_SUFFIX, STAGING_FOLDER
+from hyperlora_core.download.transfer import human_size
 
 ROOT = Path(__file__).resolve().parent.parent
 FIDELITY = VARIANTS[0]

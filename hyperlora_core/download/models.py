@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..constants import ANTELOPEV2_FILES, HF_REPO_ID, MODULES_JSON, RELEASE_FILES, VARIANTS
-from .hub import (DiskError, DownloadError, HubSettings, ListedFile, Report, clean_staging, describe,
-                  disk_error, fetch, hash_matches, hub_session, human_size, is_hub_fault, list_repo,
-                  received_so_far)
+from .hub import (DiskError, DownloadError, HubSettings, ListedFile, Report, describe, disk_error, hash_matches,
+                  hub_session, is_hub_fault, list_repo)
+from .transfer import clean_staging, fetch, human_size, received_so_far
 
 __all__ = ["DownloadError", "DiskError", "run_download", "components_for", "default_models_dir"]
 
