@@ -14,8 +14,8 @@ import logging
 from typing import Iterator
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
+from ..hyperlora_core.checkpointing import checkpointed
 from ..hyperlora_core.errors import HyperLoRAError
 from ..hyperlora_core.refine import (RefineSettings, captions_for, check_id_lora, prepare_views, refine,
                                      training_views)
@@ -88,14 +88,7 @@ def _checkpointed_blocks(unet: torch.nn.Module) -> Iterator[int]:
     blocks = [*getattr(unet, "input_blocks", []), getattr(unet, "middle_block", None), *getattr(unet, "output_blocks", [])]
     blocks = [b for b in blocks if b is not None]
     for block in blocks:
-        forward = block.forward
-
-        def wrapped(*args, _forward=forward, **kwargs):
-            if not torch.is_grad_enabled():
-                return _forward(*args, **kwargs)
-            return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
-
-        block.forward = wrapped
+        block.forward = checkpointed(block.forward)
     try:
         yield len(blocks)
     finally:

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from ..checkpointing import checkpointed
 from ..errors import CheckpointError, HyperLoRAError
 
 log = logging.getLogger(__name__)
@@ -263,12 +263,5 @@ def checkpoint_blocks(unet: torch.nn.Module, targets: list) -> int:
     parents = sorted({t.path.rsplit(".", 1)[0] for t in targets if "." in t.path})
     for path in parents:
         block = unet.get_submodule(path)
-        forward = block.forward
-
-        def wrapped(*args, _forward=forward, **kwargs):
-            if not torch.is_grad_enabled():
-                return _forward(*args, **kwargs)
-            return checkpoint(_forward, *args, use_reentrant=False, **kwargs)
-
-        block.forward = wrapped
+        block.forward = checkpointed(block.forward)
     return len(parents)
