@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import resource
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ import torch
 from checkpoints import make_release_folder
 from hyperlora_core import IdentityFeatures, cli
 from hyperlora_core.constants import VARIANTS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(capsys, *args) -> tuple[int, str]:
@@ -73,30 +77,27 @@ def test_out_folder_that_is_a_file_says_to_choose_another_folder(capsys, tmp_pat
     assert err.rstrip().endswith("choose another folder for --out")
 
 
-@pytest.fixture
-def file_size_limit():
-    """Lower this process's file-size limit (ulimit -f) while a test runs; a write past it fails with
-    EFBIG (SIGXFSZ ignored) instead of killing the process."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-    def lower(limit: int) -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-
-    yield lower
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    signal.signal(signal.SIGXFSZ, handler)
+def _file_size_limit(limit: int):
+    """Lower the file-size limit (ulimit -f) of the command's own process: a write past it fails with EFBIG
+    (SIGXFSZ ignored). Never in the test's process, whose output may go to a file larger than the limit."""
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return apply
 
 
-def test_file_size_limit_says_to_raise_it_or_write_elsewhere(capsys, tmp_path, file_size_limit):
+def test_file_size_limit_says_to_raise_it_or_write_elsewhere(tmp_path):
     release = make_release_folder(tmp_path / VARIANTS[0], dim=64, depth=1, inner=64, hyper_dim=16, seed=5)
     identity = tmp_path / "me_identity.safetensors"
     arcface = torch.nn.functional.normalize(torch.randn(1, 512), dim=-1)
     IdentityFeatures(arcface=arcface, clip_tokens=torch.zeros(1, 257, 1024), sources=["me.png"]).save(identity)
     out = tmp_path / "me.safetensors"
-    file_size_limit(4096)  # the LoRA is larger
-    code, err = run(capsys, "generate", "--identity", identity, "--out", out, "--hyperlora", release)
-    assert code == 1
+    proc = subprocess.run([sys.executable, "-m", "hyperlora_core", "generate", "--identity", str(identity),
+                           "--out", str(out), "--hyperlora", str(release)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, preexec_fn=_file_size_limit(4096))  # the LoRA is larger
+    code, err = proc.returncode, proc.stderr
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert code == 1, err
     assert f"Cannot write {out}: the file is larger than this file system or the process's file-size limit " \
            "(ulimit -f)" in err
     assert "raise the limit (ulimit -f unlimited) or write to another disk" in err
