@@ -71,16 +71,10 @@ def analyzer(antelopev2):
 def hub(monkeypatch):
     """The fake Hugging Face Hub of tests/fake_hub.py serving download_harness.fake_repos(), as HF_ENDPOINT."""
     from download_harness import fake_repos
-    from fake_hub import FakeHub
+    from fake_hub import serving
 
-    fake = FakeHub(fake_repos()).start()
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    yield fake
-    fake.stop()
+    with serving(monkeypatch, fake_repos()) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_hub import FakeHub
+from fake_hub import FakeHub, serving
 from hyperlora_core import cli
 from hyperlora_core.constants import HF_REPO_ID, RELEASE_FILES, VARIANTS
 from hyperlora_core.download.hub import PARTIAL_SUFFIX, STAGING_FOLDER
@@ -37,14 +37,8 @@ def hub(monkeypatch):
     files = {f"{FIDELITY}/{name}": _bytes(name, 20_000) for name in RELEASE_FILES}
     files[f"{FIDELITY}/hyper_lora_modules.json"] = json.dumps({"m": {"hidden_size": 8}}).encode()
     files[BIG] = _bytes("big", BIG_SIZE)
-    fake = FakeHub({HF_REPO_ID: files}).start()
-    monkeypatch.setenv("HF_ENDPOINT", fake.url)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    yield fake
-    fake.stop()
+    with serving(monkeypatch, {HF_REPO_ID: files}) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 from hyperlora_core.train import Trainer
 from hyperlora_core.train.lora_inject import LoRAState, PerSampleLoRALinear, find_attention_modules
 from hyperlora_core.train.toy import ToyBackbone
-from tiny_training import cache, one_thread, tiny_config  # noqa: F401
+from tiny_training import cache, one_thread, sdxl_shaped_unet, tiny_config  # noqa: F401
 
 
 def test_each_sample_in_a_batch_gets_its_own_lora():
@@ -45,17 +45,9 @@ class DiffusersUNetBackbone(ToyBackbone):
     """The toy text encoder and 'VAE' around a diffusers UNet2DConditionModel with SDXL's blocks."""
 
     def __init__(self):
-        diffusers = pytest.importorskip("diffusers")
+        pytest.importorskip("diffusers")
         super().__init__(context_dim=64)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            self.unet = diffusers.UNet2DConditionModel(
-                sample_size=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                block_out_channels=(16, 32, 64), layers_per_block=2, transformer_layers_per_block=(1, 2, 10),
-                cross_attention_dim=64, attention_head_dim=(1, 2, 4), addition_embed_type="text_time",
-                addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 64, norm_num_groups=8,
-                use_linear_projection=True).requires_grad_(False).eval()
+        self.unet = sdxl_shaped_unet()
         self.description = "SDXL-shaped diffusers UNet"
 
     def predict(self, noisy, timesteps, condition):

@@ -9,6 +9,7 @@ import torch
 from hyperlora_core.refine import PhotoView, RefineSettings, TrainingView, hooks_on, prepare_views
 from hyperlora_core.refine.layers import attention_linears
 from hyperlora_core.train.toy import ToyBackbone
+from tiny_training import sdxl_shaped_unet
 
 
 def random_id_lora(layers: dict[str, torch.nn.Linear], rank: int = 4, dtype=torch.float16,
@@ -59,18 +60,8 @@ class SDXLShapedBackbone(ToyBackbone):
     text and the six size numbers."""
 
     def __init__(self):
-        import diffusers
-
         super().__init__(context_dim=64)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            self.unet = diffusers.UNet2DConditionModel(
-                sample_size=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                block_out_channels=(16, 32, 64), layers_per_block=2, transformer_layers_per_block=(1, 2, 10),
-                cross_attention_dim=64, attention_head_dim=(1, 2, 4), addition_embed_type="text_time",
-                addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 64, norm_num_groups=8,
-                use_linear_projection=True).requires_grad_(False).eval()
+        self.unet = sdxl_shaped_unet()
         self.sizes_seen: list[torch.Tensor] = []
 
     def encode_prompts(self, captions, sizes):

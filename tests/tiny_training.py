@@ -52,6 +52,22 @@ def tiny_config(tmp_path: Path, cache: Path, **sections) -> Config:
     return config_from_dict(data)
 
 
+def sdxl_shaped_unet():
+    """A tiny diffusers UNet2DConditionModel with SDXL's block layout (560 attention layers, size
+    conditioning), seeded, frozen."""
+    import diffusers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return diffusers.UNet2DConditionModel(
+            sample_size=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            block_out_channels=(16, 32, 64), layers_per_block=2, transformer_layers_per_block=(1, 2, 10),
+            cross_attention_dim=64, attention_head_dim=(1, 2, 4), addition_embed_type="text_time",
+            addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 64, norm_num_groups=8,
+            use_linear_projection=True).requires_grad_(False).eval()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """One thread: on a shared 2-core machine, two contending threads make these tiny steps 50x slower."""
