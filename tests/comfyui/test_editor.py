@@ -15,6 +15,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -172,9 +173,11 @@ def _reports_missing_nodes(text: str) -> bool:
 def _reports_missing_model(text: str, folder: str, name: str) -> bool:
     """The editor's notice that a model file is missing: the dialog listing "folder / name" of
     frontends up to 1.2x, or the toast "name is missing" with a "View details" button (or
-    "Missing models" when there are several) of newer ones."""
+    "Missing models", or at 1.58 "N issues found" when several files are missing, as in the video
+    workflow) of newer ones."""
     dialog = "models were not found" in text and f"{folder} / {name}" in text
-    toast = "View details" in text and (f"{name} is missing" in text or "Missing models" in text)
+    several = "Missing models" in text or re.search(r"\b\d+ issues found\b", text) is not None
+    toast = "View details" in text and (f"{name} is missing" in text or several)
     return dialog or toast
 
 
