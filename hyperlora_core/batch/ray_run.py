@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from ..errors import HyperLoRAError
 from .manifest import Person
-from .report import PersonReport, Progress, ReportWriter
-from .run import BatchSettings, FacesFound, done_before, expected_keys, outputs_of, prepare_out, split_done
+from .report import PersonReport
+from .run import BatchSettings, FacesFound, expected_keys, open_run
 
 log = logging.getLogger(__name__)
 
@@ -202,17 +202,9 @@ def run_batch_on_ray(people: list[Person], out: str | os.PathLike, settings: Bat
 
     from ..pipeline import pick_device
 
-    out = prepare_out(Path(out))
     started = time.perf_counter()
     _, dtype, _ = pick_device("cpu", settings.dtype)  # the dtype only: the devices are the actors' business
-    keys = expected_keys(settings.models.hyperlora)
-    done, todo = split_done(people, out, keys, dtype)
-    writer = ReportWriter(out)
-    bar = Progress(len(people), enabled=progress)
-    for person in done:
-        line = done_before(person, outputs_of(out, person.id))
-        writer.add(line)
-        bar.update(line)
+    out, keys, done, todo, writer, bar = open_run(people, out, settings, dtype, progress)
     if not todo:
         bar.close()
         return writer.write_summary(time.perf_counter() - started)

@@ -252,6 +252,23 @@ def split_done(people: list[Person], out: Path, keys: set[str], dtype: Any) -> t
     return done, todo
 
 
+def open_run(people: list[Person], out: str | os.PathLike, settings: BatchSettings, dtype: Any,
+             progress: bool) -> tuple[Path, set[str], list[Person], list[Person], ReportWriter, Progress]:
+    """What both engines (in process and on Ray) do first: the output folder, the keys a LoRA must hold,
+    the people whose files already check out (reported as done before, not made again) and those left,
+    the report writer and the progress bar."""
+    out = prepare_out(Path(out))
+    keys = expected_keys(settings.models.hyperlora)
+    done, todo = split_done(people, out, keys, dtype)
+    writer = ReportWriter(out)
+    bar = Progress(len(people), enabled=progress)
+    for person in done:
+        line = done_before(person, outputs_of(out, person.id))
+        writer.add(line)
+        bar.update(line)
+    return out, keys, done, todo, writer, bar
+
+
 def _faces_ahead(analyzer: Any, people: Iterable[Person], settings: BatchSettings, depth: int,
                  stop: threading.Event) -> Iterator[FacesFound]:
     """Stage 1 in a thread, ``depth`` people ahead of the consumer."""
@@ -296,17 +313,9 @@ def run_batch(people: list[Person], out: str | os.PathLike, settings: BatchSetti
     from ..face import FaceAnalyzer
     from ..pipeline import load_clip, load_network, pick_device
 
-    out = prepare_out(Path(out))
     started = time.perf_counter()
     device, dtype, clip_dtype = pick_device(settings.device, settings.dtype)
-    keys = expected_keys(settings.models.hyperlora)
-    done, todo = split_done(people, out, keys, dtype)
-    writer = ReportWriter(out)
-    bar = Progress(len(people), enabled=progress)
-    for person in done:
-        line = done_before(person, outputs_of(out, person.id))
-        writer.add(line)
-        bar.update(line)
+    out, keys, done, todo, writer, bar = open_run(people, out, settings, dtype, progress)
     if done:
         report(f"{len(done)} of {len(people)} people are done already (their files check out); not made again.")
     if todo:
